@@ -1,0 +1,20 @@
+"""basam-deploy: BA-SAM (Segment Anything at any resolution) from checkpoint to production."""
+
+from .build import build_sam
+from .checkpoint import CheckpointReport, load_checkpoint
+from .configs import BIAS_METRICS, MODEL_CONFIGS, PRESETS
+from .errors import BasamError, BasamWarning
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BIAS_METRICS",
+    "MODEL_CONFIGS",
+    "PRESETS",
+    "BasamError",
+    "BasamWarning",
+    "CheckpointReport",
+    "build_sam",
+    "load_checkpoint",
+    "__version__",
+]

@@ -1,0 +1,198 @@
+"""Loading SAM and BA-SAM checkpoints into a ``BasamSam``.
+
+Three layouts are read (tests build each one):
+- ``sam``: a plain state dict of the full Sam (``image_encoder.*``, ``prompt_encoder.*``,
+  ``mask_decoder.*``), as Meta publishes them;
+- ``training``: a dict whose ``state_dict`` holds the full Sam, as the official BA-SAM training code
+  saves it (with ``epoch``, ``optimizer``, ...): ``image_encoder.blocks.{i}.attn.coefficient``, no
+  ``pos_embed``, rel-pos tables at the training resolution's size; all of it is loaded, rel-pos
+  tables included;
+- ``image-encoder``: an image-encoder-only state dict (``patch_embed.*``, ``blocks.*``, ``neck.*``).
+
+A checkpoint is data, never code: it is read with ``torch.load(weights_only=True)`` (numpy scalars,
+which training scripts store as metrics, are allowed). Every problem is a one-line BasamError.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .configs import MODEL_CONFIGS, OFFICIAL_COEFFICIENT_INIT
+from .errors import BasamError
+from .modeling import BasamSam
+
+ENCODER_PREFIX = "image_encoder."
+COEFFICIENT_SUFFIX = ".attn.coefficient"
+# Tables that BasamSam resizes to the grid on every call, so any stored length is valid.
+RESIZABLE_SUFFIXES = (".rel_pos_h", ".rel_pos_w", "image_encoder.pos_embed")
+
+
+@dataclass
+class CheckpointReport:
+    """What ``load_checkpoint`` read: the file, its layout, and notes on anything left at init."""
+
+    path: str
+    layout: str
+    notes: List[str] = field(default_factory=list)
+
+
+def _numpy_scalar_globals() -> list:
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+    dtypes = [np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_]
+    return [core.multiarray.scalar, np.dtype] + [type(np.dtype(t)) for t in dtypes]
+
+
+def _short_list(items: List[str], limit: int = 4) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def read_checkpoint(path: Union[str, Path]) -> object:
+    """``torch.load`` the file as data, turning every failure into one line."""
+    path = Path(path)
+    if not path.exists():
+        raise BasamError(f"checkpoint not found: {path} (check the path)")
+    if path.is_dir():
+        raise BasamError(f"checkpoint {path} is a directory: give the checkpoint file itself")
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for damaged files
+        message = str(exc)
+        if "Weights only load failed" in message:
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+            what = found.group(1) if found else "Python objects"
+            raise BasamError(
+                f"checkpoint {path} holds {what}, which a weights-only load refuses (a checkpoint "
+                f"is loaded as data, never as code): re-save it from trusted code as a plain state "
+                f"dict, torch.save(model.state_dict(), path)"
+            ) from None
+        first_line = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+        raise BasamError(
+            f"checkpoint {path} is truncated or not a PyTorch checkpoint "
+            f"({path.stat().st_size} bytes; {first_line}): download or save it again"
+        ) from None
+
+
+def sam_state_dict(obj: object, path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], str]:
+    """The full-Sam state dict in a loaded checkpoint, and the checkpoint's layout name."""
+    if not isinstance(obj, Mapping):
+        raise BasamError(
+            f"checkpoint {path} holds a {type(obj).__name__}, not a state dict: save "
+            f"model.state_dict() instead"
+        )
+    layout = "sam"
+    if isinstance(obj.get("state_dict"), Mapping):
+        obj, layout = obj["state_dict"], "training"
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    if any(k.startswith(ENCODER_PREFIX) for k in state):
+        return state, layout
+    if any(k.startswith(("patch_embed.", "blocks.")) for k in state):
+        return {ENCODER_PREFIX + k: v for k, v in state.items()}, "image-encoder"
+    raise BasamError(
+        f"checkpoint {path} holds no SAM weights (keys such as {_short_list(sorted(obj)[:4])}): "
+        f"expected a SAM state dict (image_encoder.*), an official BA-SAM checkpoint "
+        f"(state_dict: image_encoder.*) or an image-encoder state dict (patch_embed.*, blocks.*)"
+    )
+
+
+def _encoder_shape(state: Mapping[str, torch.Tensor]) -> Tuple[int, int, int]:
+    """(embed_dim, depth, num_heads) of the image encoder a state dict holds (0 if unknown)."""
+    embed = state.get(ENCODER_PREFIX + "patch_embed.proj.weight")
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))}
+    rel_pos = state.get(ENCODER_PREFIX + "blocks.0.attn.rel_pos_h")
+    embed_dim = embed.shape[0] if embed is not None else 0
+    heads = embed_dim // rel_pos.shape[1] if rel_pos is not None and embed_dim else 0
+    return embed_dim, (max(blocks) + 1 if blocks else 0), heads
+
+
+def _check_model_size(sam: BasamSam, state: Mapping[str, torch.Tensor], path) -> None:
+    config = MODEL_CONFIGS[sam.model_name]
+    found = _encoder_shape(state)
+    expected = (config.embed_dim, config.depth, config.num_heads)
+    if found == expected or found[0] == 0:
+        return
+    match = [n for n, c in MODEL_CONFIGS.items() if (c.embed_dim, c.depth, c.num_heads) == found]
+    hint = f"build it as model {match[0]!r}" if match else "it is none of the known models"
+    raise BasamError(
+        f"checkpoint {path} holds an image encoder of width {found[0]}, depth {found[1]}, "
+        f"{found[2]} heads, but model {sam.model_name!r} is width {expected[0]}, depth "
+        f"{expected[1]}, {expected[2]} heads: {hint}"
+    )
+
+
+def load_checkpoint(sam: BasamSam, path: Union[str, Path]) -> CheckpointReport:
+    """Load a checkpoint of any supported layout into ``sam``, or raise one BasamError line."""
+    state, layout = sam_state_dict(read_checkpoint(path), path)
+    report = CheckpointReport(path=str(path), layout=layout)
+    _check_model_size(sam, state, path)
+    target = sam.state_dict()
+    preset = sam.image_encoder.preset.name
+    allowed_missing = set()
+
+    has_coefficients = any(k.endswith(COEFFICIENT_SUFFIX) for k in state)
+    wants_coefficients = any(k.endswith(COEFFICIENT_SUFFIX) for k in target)
+    if has_coefficients and not wants_coefficients:
+        raise BasamError(
+            f"checkpoint {path} holds the official BA-SAM's learned rel-pos 'coefficient' per "
+            f"attention layer: load it with preset 'basam-official' (not {preset!r})"
+        )
+    if wants_coefficients and not has_coefficients:
+        allowed_missing |= {k for k in target if k.endswith(COEFFICIENT_SUFFIX)}
+        report.notes.append(
+            f"no 'coefficient' weights: left at the official initial value "
+            f"{OFFICIAL_COEFFICIENT_INIT}, as the official code does for a stock SAM checkpoint"
+        )
+    pos_key = ENCODER_PREFIX + "pos_embed"
+    if pos_key in state and pos_key not in target:
+        del state[pos_key]
+        report.notes.append(
+            f"dropped {pos_key}: preset {preset!r} has no absolute position embedding"
+        )
+    if layout == "image-encoder":
+        allowed_missing |= {k for k in target if not k.startswith(ENCODER_PREFIX)}
+        report.notes.append(
+            "image-encoder-only checkpoint: the prompt encoder and mask decoder keep their "
+            "random initialization"
+        )
+
+    missing = sorted(set(target) - set(state) - allowed_missing)
+    unexpected = sorted(set(state) - set(target))
+    resizable, mismatched = [], []
+    for key in sorted(set(state) & set(target)):
+        have, want = tuple(state[key].shape), tuple(target[key].shape)
+        if have == want:
+            continue
+        if key.endswith(RESIZABLE_SUFFIXES) and len(have) == len(want) and have[-1] == want[-1]:
+            resizable.append(key)
+        else:
+            mismatched.append(f"{key} {have} vs model {want}")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_short_list(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_short_list(unexpected)})")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches ({_short_list(mismatched, 3)})")
+    if problems:
+        raise BasamError(
+            f"checkpoint {path} does not fit model {sam.model_name!r} preset {preset!r}: "
+            f"{'; '.join(problems)}; check the model and preset it was trained with"
+        )
+
+    for key in resizable:
+        # Adopt the stored length (e.g. rel-pos tables of a 2048 px training run); the forward
+        # resizes them to every input's grid.
+        module_name, _, name = key.rpartition(".")
+        module = sam.get_submodule(module_name)
+        current = getattr(module, name)
+        setattr(module, name, nn.Parameter(current.new_empty(state[key].shape)))
+    sam.load_state_dict(state, strict=False)
+    return report

@@ -1,0 +1,185 @@
+"""BA-SAM attention: segment-anything's ``Attention`` with the logits of ``configs.AttentionSpec``.
+
+Global attention can run over chunks of query rows so that memory is O(chunk x N) instead of
+O(heads x N^2); the bias is made per chunk and the result equals the unchunked path.
+"""
+
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from ..configs import OFFICIAL_COEFFICIENT_INIT, AttentionSpec
+from ..sam_modules import Attention
+from .attention_terms import (
+    attention_scale,
+    axis_distance,
+    euclidean_distance,
+    head_slopes,
+    relative_rows,
+    resize_rel_pos,
+)
+from .tracing import is_exporting
+
+# Automatic chunking starts when one attention's float logits (B x nh x N x N) would exceed this.
+LOGITS_BUDGET_BYTES = 1 << 30
+
+
+def rows_per_chunk(
+    chunk: Optional[int], batch_heads: int, grid_hw: Tuple[int, int], element_size: int
+) -> Optional[int]:
+    """How many token-grid rows of queries one chunk holds; None means one pass over all queries.
+
+    chunk: None = automatic (chunk only when the logits exceed LOGITS_BUDGET_BYTES), 0 = never,
+    k > 0 = at most k queries per chunk, rounded down to whole grid rows (at least one row).
+    Export always takes the single pass: a chunk loop would unroll for one size.
+    """
+    if is_exporting() or chunk == 0:
+        return None
+    height, width = grid_hw
+    n_tokens = height * width
+    if chunk is None:
+        row_bytes = batch_heads * width * n_tokens * element_size
+        if row_bytes * height <= LOGITS_BUDGET_BYTES:
+            return None
+        rows = LOGITS_BUDGET_BYTES // row_bytes
+    else:
+        rows = chunk // width
+    rows = max(1, rows)
+    return None if rows >= height else rows
+
+
+def attend_rows(
+    q_rows: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    query_rows: torch.Tensor,
+    *,
+    grid_hw: Tuple[int, int],
+    rel_h_table: torch.Tensor,
+    rel_w_table: torch.Tensor,
+    scale: Union[float, torch.Tensor],
+    coefficient: Optional[torch.Tensor],
+    slopes: Optional[torch.Tensor],
+    metric: str,
+) -> torch.Tensor:
+    """Attention output for the queries of some whole rows of the token grid.
+
+    q_rows: B nh r W d, the queries of grid rows ``query_rows`` (r,) int64.
+    k, v: B nh N d, every key and value (N = H W).
+    rel_h_table: (2H - 1, d), rel_w_table: (2W - 1, d), already resized to the grid.
+    slopes: (nh,) distance-penalty slopes, or None for no penalty.
+    Returns B nh (r W) d.
+    """
+    height, width = grid_hw
+    batch, heads, rows, _, head_dim = q_rows.shape
+    q_flat = q_rows.reshape(batch, heads, rows * width, head_dim)
+    logits = (q_flat * scale) @ k.transpose(-2, -1)  # B nh rW N
+
+    # SAM's decomposed rel-pos term, from the unscaled queries.
+    rh = relative_rows(rel_h_table, query_rows, height)  # r H d
+    rw = relative_rows(rel_w_table, torch.arange(width, device=q_rows.device), width)  # W W d
+    rel_h = torch.einsum("bnrwd,rkd->bnrwk", q_rows, rh)  # B nh r W H
+    rel_w = torch.einsum("bnrwd,wkd->bnrwk", q_rows, rw)  # B nh r W W
+    if coefficient is not None:
+        rel_h = rel_h * coefficient
+        rel_w = rel_w * coefficient
+
+    euclidean = None
+    if slopes is not None:
+        beta = slopes.to(logits.dtype)
+        if metric == "manhattan":
+            # -beta |dy| - beta |dx| rides on the rel-pos terms: no pairwise tensor.
+            dy = axis_distance(query_rows, height, logits.dtype)  # r H
+            dx = axis_distance(torch.arange(width, device=q_rows.device), width, logits.dtype)  # W W
+            rel_h = rel_h - beta[:, None, None, None] * dy[None, :, None, :]  # nh r 1 H
+            rel_w = rel_w - beta[:, None, None, None] * dx[None, None, :, :]  # nh 1 W W
+        else:
+            # nh 1 1 1 1 * r W H W -> nh r W H W
+            euclidean = beta[:, None, None, None, None] * euclidean_distance(
+                query_rows, grid_hw, logits.dtype
+            )
+
+    # B nh rW N -> B nh r W H W, add rel_h over key columns and rel_w over key rows
+    logits = logits.view(batch, heads, rows, width, height, width)
+    logits = logits + rel_h[..., :, None] + rel_w[..., None, :]
+    if euclidean is not None:
+        logits = logits - euclidean
+    attn = logits.view(batch, heads, rows * width, height * width).softmax(dim=-1)
+    return attn @ v  # B nh rW d
+
+
+class BasamAttention(Attention):
+    """Multi-head attention with SAM's rel-pos term and BA-SAM's scale and distance bias.
+
+    Keeps segment-anything's parameter names (``qkv``, ``proj``, ``rel_pos_h``, ``rel_pos_w``) so
+    published checkpoints load unchanged; the official preset adds ``coefficient`` (shape [1]).
+    The rel-pos tables may hold any length (a checkpoint's training size): they are resized to
+    2S - 1 for the grid of every call.
+
+    chunk: query chunking of this layer, see ``rows_per_chunk``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool,
+        input_size: Tuple[int, int],
+        spec: AttentionSpec,
+        chunk: Optional[int] = None,
+    ) -> None:
+        super().__init__(
+            dim, num_heads=num_heads, qkv_bias=qkv_bias, use_rel_pos=True, input_size=input_size
+        )
+        self.spec = spec
+        self.chunk = chunk
+        self.coefficient: Optional[nn.Parameter]
+        coefficient = torch.full((1,), OFFICIAL_COEFFICIENT_INIT) if spec.learned_coefficient else None
+        self.register_parameter("coefficient", None if coefficient is None else nn.Parameter(coefficient))
+        self.slopes: Optional[torch.Tensor]
+        # Not persistent: derived from the spec, so checkpoints keep segment-anything's keys.
+        slopes = torch.tensor(head_slopes(spec.bias_slope, num_heads)) if spec.bias_slope > 0 else None
+        self.register_buffer("slopes", slopes, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: B H W C (B counts windows for a window block) -> B H W C."""
+        batch, height, width, _ = x.shape
+        # B H W (3 nh d) -> B N 3 nh d -> 3 B nh N d
+        qkv = self.qkv(x).reshape(batch, height * width, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        head_dim = q.shape[-1]
+        # B nh N d -> B nh H W d
+        q_grid = q.reshape(batch, self.num_heads, height, width, head_dim)
+
+        terms = dict(
+            grid_hw=(height, width),
+            rel_h_table=resize_rel_pos(self.rel_pos_h, 2 * height - 1),
+            rel_w_table=resize_rel_pos(self.rel_pos_w, 2 * width - 1),
+            scale=attention_scale(self.spec, (height, width), head_dim, x.device),
+            coefficient=self.coefficient,
+            slopes=self.slopes,
+            metric=self.spec.bias_metric,
+        )
+        rows = rows_per_chunk(
+            self.chunk, batch * self.num_heads, (height, width), q.element_size()
+        )
+        if rows is None:
+            out = attend_rows(q_grid, k, v, torch.arange(height, device=x.device), **terms)
+        else:
+            out = torch.cat(
+                [
+                    attend_rows(
+                        q_grid[:, :, start : start + rows],
+                        k,
+                        v,
+                        torch.arange(start, min(start + rows, height), device=x.device),
+                        **terms,
+                    )
+                    for start in range(0, height, rows)
+                ],
+                dim=2,
+            )
+        # B nh (H W) d -> B nh H W d -> B H W nh d -> B H W C
+        out = out.view(batch, self.num_heads, height, width, head_dim).permute(0, 2, 3, 1, 4)
+        return self.proj(out.reshape(batch, height, width, -1))
