@@ -30,6 +30,7 @@ ENCODER_PREFIX = "image_encoder."
 COEFFICIENT_SUFFIX = ".attn.coefficient"
 # Tables that BasamSam resizes to the grid on every call, so any stored length is valid.
 RESIZABLE_SUFFIXES = (".rel_pos_h", ".rel_pos_w", "image_encoder.pos_embed")
+LFS_POINTER = b"version https://git-lfs"
 
 
 @dataclass
@@ -64,19 +65,30 @@ def read_checkpoint(path: Union[str, Path]) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for damaged files
         message = str(exc)
-        if "Weights only load failed" in message:
-            found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
-            what = found.group(1) if found else "Python objects"
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+        if refused:
             raise BasamError(
-                f"checkpoint {path} holds {what}, which a weights-only load refuses (a checkpoint "
+                f"checkpoint {path} holds {refused.group(1)}, which a weights-only load refuses (a checkpoint "
                 f"is loaded as data, never as code): re-save it from trusted code as a plain state "
                 f"dict, torch.save(model.state_dict(), path)"
             ) from None
-        first_line = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+        with open(path, "rb") as f:
+            if f.read(len(LFS_POINTER)) == LFS_POINTER:
+                raise BasamError(
+                    f"checkpoint {path} is a Git LFS pointer, not the weights: run 'git lfs pull'"
+                ) from None
         raise BasamError(
             f"checkpoint {path} is truncated or not a PyTorch checkpoint "
-            f"({path.stat().st_size} bytes; {first_line}): download or save it again"
+            f"({path.stat().st_size} bytes; {_load_failure_reason(exc)}): download or save it again"
         ) from None
+
+
+def _load_failure_reason(exc: Exception) -> str:
+    """The informative part of a torch.load failure, one short line."""
+    message = str(exc)
+    unpickler = re.search(r"WeightsUnpickler error: ([^\n]+)", message)
+    text = unpickler.group(1) if unpickler else message.strip().split(". ")[0].split("\n")[0]
+    return f"{type(exc).__name__}: {text[:100]}" if text else type(exc).__name__
 
 
 def sam_state_dict(obj: object, path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], str]:
