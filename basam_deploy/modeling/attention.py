@@ -59,7 +59,6 @@ def attend_rows(
     rel_h_table: torch.Tensor,
     rel_w_table: torch.Tensor,
     scale: Union[float, torch.Tensor],
-    coefficient: Optional[torch.Tensor],
     slopes: Optional[torch.Tensor],
     metric: str,
 ) -> torch.Tensor:
@@ -67,7 +66,8 @@ def attend_rows(
 
     q_rows: B nh r W d, the queries of grid rows ``query_rows`` (r,) int64.
     k, v: B nh N d, every key and value (N = H W).
-    rel_h_table: (2H - 1, d), rel_w_table: (2W - 1, d), already resized to the grid.
+    rel_h_table: (2H - 1, d), rel_w_table: (2W - 1, d), resized to the grid and already multiplied
+    by the rel-pos coefficient c (c q.R = q.(c R), and the tables are the smallest operand).
     slopes: (nh,) distance-penalty slopes, or None for no penalty.
     Returns B nh (r W) d.
     """
@@ -81,30 +81,24 @@ def attend_rows(
     rw = relative_rows(rel_w_table, torch.arange(width, device=q_rows.device), width)  # W W d
     rel_h = torch.einsum("bnrwd,rkd->bnrwk", q_rows, rh)  # B nh r W H
     rel_w = torch.einsum("bnrwd,wkd->bnrwk", q_rows, rw)  # B nh r W W
-    if coefficient is not None:
-        rel_h = rel_h * coefficient
-        rel_w = rel_w * coefficient
-
-    euclidean = None
-    if slopes is not None:
-        beta = slopes.to(logits.dtype)
-        if metric == "manhattan":
-            # -beta |dy| - beta |dx| rides on the rel-pos terms: no pairwise tensor.
-            dy = axis_distance(query_rows, height, logits.dtype)  # r H
-            dx = axis_distance(torch.arange(width, device=q_rows.device), width, logits.dtype)  # W W
-            rel_h = rel_h - beta[:, None, None, None] * dy[None, :, None, :]  # nh r 1 H
-            rel_w = rel_w - beta[:, None, None, None] * dx[None, None, :, :]  # nh 1 W W
-        else:
-            # nh 1 1 1 1 * r W H W -> nh r W H W
-            euclidean = beta[:, None, None, None, None] * euclidean_distance(
-                query_rows, grid_hw, logits.dtype
-            )
 
     # B nh rW N -> B nh r W H W, add rel_h over key columns and rel_w over key rows
     logits = logits.view(batch, heads, rows, width, height, width)
     logits = logits + rel_h[..., :, None] + rel_w[..., None, :]
-    if euclidean is not None:
-        logits = logits - euclidean
+    if slopes is not None:
+        # Applied to the contiguous logits, not to the einsum outputs: an elementwise op with a
+        # broadcast operand over the einsums' permuted layout makes torch.export guard on sizes.
+        beta = slopes.to(logits.dtype)
+        if metric == "manhattan":
+            # Separable: -beta |dy| - beta |dx| from two small tensors, no pairwise distance.
+            dy = axis_distance(query_rows, height, logits.dtype)  # r H
+            dx = axis_distance(torch.arange(width, device=q_rows.device), width, logits.dtype)  # W W
+            logits = logits - (beta[:, None, None] * dy)[:, :, None, :, None]  # nh r 1 H 1
+            logits = logits - (beta[:, None, None] * dx)[:, None, :, None, :]  # nh 1 W 1 W
+        else:
+            # nh 1 1 1 1 * r W H W -> nh r W H W
+            distance = euclidean_distance(query_rows, grid_hw, logits.dtype)
+            logits = logits - beta[:, None, None, None, None] * distance
     attn = logits.view(batch, heads, rows * width, height * width).softmax(dim=-1)
     return attn @ v  # B nh rW d
 
@@ -152,12 +146,16 @@ class BasamAttention(Attention):
         # B nh N d -> B nh H W d
         q_grid = q.reshape(batch, self.num_heads, height, width, head_dim)
 
+        rel_h_table = resize_rel_pos(self.rel_pos_h, 2 * height - 1)
+        rel_w_table = resize_rel_pos(self.rel_pos_w, 2 * width - 1)
+        if self.coefficient is not None:
+            rel_h_table = rel_h_table * self.coefficient
+            rel_w_table = rel_w_table * self.coefficient
         terms = dict(
             grid_hw=(height, width),
-            rel_h_table=resize_rel_pos(self.rel_pos_h, 2 * height - 1),
-            rel_w_table=resize_rel_pos(self.rel_pos_w, 2 * width - 1),
+            rel_h_table=rel_h_table,
+            rel_w_table=rel_w_table,
             scale=attention_scale(self.spec, (height, width), head_dim, x.device),
-            coefficient=self.coefficient,
             slopes=self.slopes,
             metric=self.spec.bias_metric,
         )

@@ -34,24 +34,31 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid_hw: Tuple[int, int]) -> torch
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
     """B H W C -> (B nWh nWw) window window C, zero-padding H and W up to multiples of ``window``."""
     batch, height, width, channels = x.shape
-    pad_h = (window - height % window) % window
-    pad_w = (window - width % window) % window
-    x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-    n_h, n_w = (height + pad_h) // window, (width + pad_w) // window
+    # Padded sizes written as n * window so that symbolic shapes see they divide exactly.
+    n_h, n_w = (height + window - 1) // window, (width + window - 1) // window
+    x = F.pad(x, (0, 0, 0, n_w * window - width, 0, n_h * window - height))
     # B (nWh window) (nWw window) C -> B nWh nWw window window C
     x = x.view(batch, n_h, window, n_w, window, channels).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(batch * n_h * n_w, window, window, channels)
 
 
-def window_unpartition(windows: torch.Tensor, window: int, hw: Tuple[int, int]) -> torch.Tensor:
-    """(B nWh nWw) window window C -> B H W C, dropping the padding ``window_partition`` added."""
-    height, width = hw
+def window_unpartition(windows: torch.Tensor, window: int, bhw: Tuple[int, int, int]) -> torch.Tensor:
+    """(B nWh nWw) window window C -> B H W C, dropping the padding ``window_partition`` added.
+
+    bhw: (B, H, W) before partition. B is passed, not inferred with -1, so that an exported graph
+    keeps the batch dynamic (an inferred dim gets specialized by torch.export).
+    """
+    batch, height, width = bhw
     n_h, n_w = (height + window - 1) // window, (width + window - 1) // window
     channels = windows.shape[-1]
     # (B nWh nWw) window window C -> B nWh nWw window window C -> B (nWh window) (nWw window) C
-    x = windows.view(-1, n_h, n_w, window, window, channels).permute(0, 1, 3, 2, 4, 5)
-    x = x.reshape(-1, n_h * window, n_w * window, channels)
-    return x[:, :height, :width, :]
+    x = windows.view(batch, n_h, n_w, window, window, channels).permute(0, 1, 3, 2, 4, 5)
+    x = x.reshape(batch, n_h * window, n_w * window, channels)
+    # Crop by gathering rows and columns instead of slicing: a sliced view is contiguous only when
+    # nothing was padded, and that question would make torch.export specialize the padding.
+    device = x.device
+    x = x.index_select(1, torch.arange(height, device=device))
+    return x.index_select(2, torch.arange(width, device=device))
 
 
 class BasamBlock(Block):
@@ -96,10 +103,10 @@ class BasamBlock(Block):
         shortcut = x
         x = self.norm1(x)
         if self.window_size > 0:
-            grid_hw = (x.shape[1], x.shape[2])
+            bhw = (x.shape[0], x.shape[1], x.shape[2])
             x = window_partition(x, self.window_size)
             x = self.attn(x)
-            x = window_unpartition(x, self.window_size, grid_hw)
+            x = window_unpartition(x, self.window_size, bhw)
         else:
             x = self.attn(x)
         x = shortcut + x
