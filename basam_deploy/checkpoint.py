@@ -68,9 +68,9 @@ def read_checkpoint(path: Union[str, Path]) -> object:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", message)
         if refused:
             raise BasamError(
-                f"checkpoint {path} holds {refused.group(1)}, which a weights-only load refuses (a checkpoint "
-                f"is loaded as data, never as code): re-save it from trusted code as a plain state "
-                f"dict, torch.save(model.state_dict(), path)"
+                f"checkpoint {path} holds {refused.group(1)}, which a weights-only load refuses "
+                f"(a checkpoint is loaded as data, never as code): re-save it from trusted code as "
+                f"a plain state dict, torch.save(model.state_dict(), path)"
             ) from None
         with open(path, "rb") as f:
             if f.read(len(LFS_POINTER)) == LFS_POINTER:
@@ -118,7 +118,9 @@ def sam_state_dict(obj: object, path: Union[str, Path]) -> Tuple[Dict[str, torch
 def _encoder_shape(state: Mapping[str, torch.Tensor]) -> Tuple[int, int, int]:
     """(embed_dim, depth, num_heads) of the image encoder a state dict holds (0 if unknown)."""
     embed = state.get(ENCODER_PREFIX + "patch_embed.proj.weight")
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))}
+    blocks = {
+        int(m.group(1)) for k in state if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))
+    }
     rel_pos = state.get(ENCODER_PREFIX + "blocks.0.attn.rel_pos_h")
     embed_dim = embed.shape[0] if embed is not None else 0
     heads = embed_dim // rel_pos.shape[1] if rel_pos is not None and embed_dim else 0

@@ -81,8 +81,12 @@ class ModelConfig:
 # SAM's published configurations (segment_anything/build_sam.py) and the project's tiny one.
 MODEL_CONFIGS: Dict[str, ModelConfig] = {
     "vit_b": ModelConfig(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
-    "vit_l": ModelConfig(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
-    "vit_h": ModelConfig(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
+    "vit_l": ModelConfig(
+        embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)
+    ),
+    "vit_h": ModelConfig(
+        embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)
+    ),
     # Two window and two global blocks, pre-trained at 256 px (16 x 16 tokens, n0 = 256); a 512 x 512
     # forward takes a few tens of milliseconds on a CPU.
     "tiny": ModelConfig(
@@ -202,7 +206,9 @@ def resolve_preset(
         )
     slope = config.default_bias_slope if bias_slope is None else float(bias_slope)
     if not slope >= 0.0:  # also rejects NaN
-        raise BasamError(f"bias_slope must be >= 0 (got {bias_slope}); 0 disables the distance bias")
+        raise BasamError(
+            f"bias_slope must be >= 0 (got {bias_slope}); 0 disables the distance bias"
+        )
     metric = DEFAULT_BIAS_METRIC if bias_metric is None else bias_metric
     if metric not in BIAS_METRICS:
         raise BasamError(f"unknown bias_metric {metric!r}: choose one of {', '.join(BIAS_METRICS)}")

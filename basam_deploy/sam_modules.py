@@ -16,6 +16,7 @@ import sys
 def _import_segment_anything_without_torchvision() -> None:
     try:
         import segment_anything  # noqa: F401
+
         return
     except ImportError as exc:  # ModuleNotFoundError, or a torchvision that fails to load its ops
         if "torchvision" not in repr(exc):
@@ -23,7 +24,9 @@ def _import_segment_anything_without_torchvision() -> None:
     except RuntimeError as exc:  # e.g. "operator torchvision::nms does not exist"
         if "torchvision" not in str(exc):
             raise
-    for name in [m for m in sys.modules if m == "segment_anything" or m.startswith("segment_anything.")]:
+    for name in [
+        m for m in sys.modules if m == "segment_anything" or m.startswith("segment_anything.")
+    ]:
         del sys.modules[name]  # drop the half-imported package left behind by the failure
     spec = importlib.util.find_spec("segment_anything")
     package = importlib.util.module_from_spec(spec)

@@ -3,6 +3,10 @@ import math
 import pytest
 import torch
 
+# Registers segment_anything so that tests can import it where torchvision is missing (see
+# basam_deploy/sam_modules.py); conftest is imported before any test module.
+import basam_deploy.sam_modules  # noqa: F401
+
 
 def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Fill every parameter with random values that keep activations O(1).

@@ -66,7 +66,9 @@ def reference_attention_layer(
     out = np.zeros((batch, n_tokens, channels))
     for b in range(batch):
         tokens = x[b].reshape(n_tokens, channels)
-        qkv = tokens @ qkv_weight.T + qkv_bias  # N (3 nh d), SAM's layout: [q | k | v], heads inside
+        qkv = (
+            tokens @ qkv_weight.T + qkv_bias
+        )  # N (3 nh d), SAM's layout: [q | k | v], heads inside
         for h in range(num_heads):
             q = qkv[:, 0 * channels + h * head_dim : 0 * channels + (h + 1) * head_dim]
             k = qkv[:, 1 * channels + h * head_dim : 1 * channels + (h + 1) * head_dim]

@@ -4,13 +4,18 @@ from functools import partial
 
 import pytest
 import torch
-
-import basam_deploy.sam_modules  # noqa: F401  (makes segment_anything importable without torchvision)
-from basam_deploy import build_sam
-from basam_deploy.configs import MODEL_CONFIGS
 from conftest import randomize_, relative_error
 from segment_anything.build_sam import sam_model_registry
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
+
+from basam_deploy import build_sam
+from basam_deploy.configs import MODEL_CONFIGS
 
 
 def stock_sam(name: str) -> Sam:
@@ -21,23 +26,35 @@ def stock_sam(name: str) -> Sam:
     grid = c.grid_side
     return Sam(
         image_encoder=ImageEncoderViT(
-            depth=c.depth, embed_dim=c.embed_dim, img_size=c.image_size, mlp_ratio=4,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=c.num_heads,
-            patch_size=c.patch_size, qkv_bias=True, use_rel_pos=True,
-            global_attn_indexes=c.global_attn_indexes, window_size=c.window_size,
+            depth=c.depth,
+            embed_dim=c.embed_dim,
+            img_size=c.image_size,
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=c.num_heads,
+            patch_size=c.patch_size,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=c.global_attn_indexes,
+            window_size=c.window_size,
             out_chans=c.prompt_embed_dim,
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=c.prompt_embed_dim, image_embedding_size=(grid, grid),
-            input_image_size=(c.image_size, c.image_size), mask_in_chans=c.mask_in_chans,
+            embed_dim=c.prompt_embed_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(c.image_size, c.image_size),
+            mask_in_chans=c.mask_in_chans,
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
             transformer=TwoWayTransformer(
-                depth=2, embedding_dim=c.prompt_embed_dim, mlp_dim=c.decoder_mlp_dim,
+                depth=2,
+                embedding_dim=c.prompt_embed_dim,
+                mlp_dim=c.decoder_mlp_dim,
                 num_heads=c.decoder_num_heads,
             ),
-            transformer_dim=c.prompt_embed_dim, iou_head_depth=3,
+            transformer_dim=c.prompt_embed_dim,
+            iou_head_depth=3,
             iou_head_hidden_dim=c.iou_head_hidden_dim,
         ),
     ).eval()
@@ -48,7 +65,9 @@ def test_parameter_names_and_shapes_are_segment_anythings(name):
     with torch.device("meta"):
         ours = build_sam(name, "sam").state_dict()
         theirs = stock_sam(name).state_dict()
-    assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in theirs.items()}
+    assert {k: tuple(v.shape) for k, v in ours.items()} == {
+        k: tuple(v.shape) for k, v in theirs.items()
+    }
 
 
 def test_tiny_sam_preset_equals_segment_anything_end_to_end():

@@ -1,19 +1,19 @@
-"""BasamAttention and BasamBlock against a loop-based evaluation of the formula (tests/reference_attention.py)."""
+"""BasamAttention and BasamBlock against a loop-based evaluation of the formula."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from basam_deploy.configs import AttentionSpec, model_config, resolve_preset
-from basam_deploy.modeling import BasamAttention, BasamBlock
-from basam_deploy.modeling.attention_terms import official_multiplier
+from conftest import randomize_
 from reference_attention import (
     reference_for_module,
     reference_scale,
     reference_slopes,
 )
-from conftest import randomize_
+
+from basam_deploy.configs import AttentionSpec, model_config, resolve_preset
+from basam_deploy.modeling import BasamAttention, BasamBlock
+from basam_deploy.modeling.attention_terms import official_multiplier
 
 DIM, HEADS = 32, 4
 HEAD_DIM = DIM // HEADS
@@ -142,8 +142,15 @@ def test_window_block_pads_partitions_and_biases_like_the_formula(preset_name, g
     kwargs = dict(bias_slope=0.8, bias_in_windows=True) if preset_name == "basam" else {}
     preset = resolve_preset(config, preset_name, **kwargs)
     block = BasamBlock(
-        DIM, HEADS, 2.0, True, torch.nn.LayerNorm, torch.nn.GELU,
-        window_size=3, input_size=(PRETRAIN_GRID, PRETRAIN_GRID), preset=preset,
+        DIM,
+        HEADS,
+        2.0,
+        True,
+        torch.nn.LayerNorm,
+        torch.nn.GELU,
+        window_size=3,
+        input_size=(PRETRAIN_GRID, PRETRAIN_GRID),
+        preset=preset,
     )
     randomize_(block, seed=5).eval()
     x = torch.randn(2, *grid, DIM, generator=torch.Generator().manual_seed(2))

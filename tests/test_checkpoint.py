@@ -5,10 +5,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import randomize_, relative_error
 
 from basam_deploy import BasamError, BasamWarning, build_sam
 from basam_deploy.modeling.attention_terms import resize_rel_pos
-from conftest import randomize_, relative_error
 
 TINY_GLOBAL_BLOCKS = (1, 3)
 
@@ -152,13 +152,22 @@ BAD = {
     "truncated": ("truncated", r"is truncated or not a PyTorch checkpoint"),
     "empty": (b"", r"is truncated or not a PyTorch checkpoint \(0 bytes"),
     "text": (b"<html>Not Found</html>\n", r"truncated or not a PyTorch"),
-    "lfs-pointer": (b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n", r"Git LFS pointer"),
+    "lfs-pointer": (
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n",
+        r"Git LFS pointer",
+    ),
     "code": ({"model": NotData()}, r"holds .*NotData, which a weights-only load refuses"),
     "tensor": (torch.zeros(3), r"holds a Tensor, not a state dict"),
     "no-sam-keys": ({"fc.weight": torch.zeros(2, 2)}, r"holds no SAM weights"),
-    "missing-key": (lambda: _without("image_encoder.neck.0.weight"), r"1 missing keys \(image_encoder\.neck\.0\.weight\)"),
+    "missing-key": (
+        lambda: _without("image_encoder.neck.0.weight"),
+        r"1 missing keys \(image_encoder\.neck\.0\.weight\)",
+    ),
     "unexpected-key": (_with_extra, r"1 unexpected keys \(image_encoder\.blocks\.0\.attn\.gate\)"),
-    "shape": (_with_bad_shape, r"1 shape mismatches \(mask_decoder\.iou_token\.weight \(1, 32\) vs model \(1, 64\)\)"),
+    "shape": (
+        _with_bad_shape,
+        r"1 shape mismatches \(mask_decoder\.iou_token\.weight \(1, 32\) vs model \(1, 64\)\)",
+    ),
 }
 
 
@@ -186,7 +195,9 @@ def test_directory_is_an_error(tmp_path):
 def test_wrong_model_size_names_the_right_model(tmp_path):
     path = tmp_path / "tiny.pth"
     torch.save(build_sam("tiny", "sam").state_dict(), path)
-    with pytest.raises(BasamError, match=r"width 128, depth 4, 4 heads.*build it as model 'tiny'") as err:
+    with pytest.raises(
+        BasamError, match=r"width 128, depth 4, 4 heads.*build it as model 'tiny'"
+    ) as err:
         build_sam("vit_b", "sam", checkpoint=path)
     assert "\n" not in str(err.value)
 
@@ -195,5 +206,7 @@ def test_official_checkpoint_needs_the_official_preset(tmp_path):
     source = randomize_(build_sam("tiny", "basam-official"), seed=7)
     path = tmp_path / "official.pth"
     torch.save(official_training_checkpoint(source), path)
-    with pytest.raises(BasamError, match=r"official BA-SAM.*'coefficient'.*preset 'basam-official'"):
+    with pytest.raises(
+        BasamError, match=r"official BA-SAM.*'coefficient'.*preset 'basam-official'"
+    ):
         build_sam("tiny", "basam", checkpoint=path)

@@ -2,12 +2,13 @@
 
 import pytest
 import torch
+from conftest import randomize_, relative_error
 
 from basam_deploy import build_sam
 from basam_deploy.configs import AttentionSpec
-from basam_deploy.modeling import BasamAttention, attention as attention_module
+from basam_deploy.modeling import BasamAttention
+from basam_deploy.modeling import attention as attention_module
 from basam_deploy.modeling.attention import rows_per_chunk
-from conftest import randomize_, relative_error
 
 SPECS = {
     "sam": AttentionSpec(scale="sam"),

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from conftest import randomize_, relative_error
 
 from basam_deploy import BasamError, build_sam
 from basam_deploy.sam_modules import PromptEncoder
-from conftest import randomize_, relative_error
 
 SIZES = [(256, 256), (320, 512), (512, 512), (512, 320)]
 
@@ -20,7 +20,9 @@ def encode(model, size, batch=2, seed=0):
         return model.image_encoder(x)
 
 
-@pytest.mark.parametrize("size", SIZES + [(1024, 1024), (1024, 1536)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize(
+    "size", SIZES + [(1024, 1024), (1024, 1536)], ids=lambda s: f"{s[0]}x{s[1]}"
+)
 @pytest.mark.parametrize("preset", ["sam", "basam", "basam-official"])
 def test_encoder_output_grid_follows_the_input(preset, size):
     model = random_model(preset)
@@ -70,14 +72,16 @@ def _prompts(height, width, n_prompts=2):
     return coords, labels
 
 
-@pytest.mark.parametrize("size", [(256, 256), (320, 512), (512, 512)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize(
+    "size", [(256, 256), (320, 512), (512, 512)], ids=lambda s: f"{s[0]}x{s[1]}"
+)
 @pytest.mark.parametrize("preset", ["sam", "basam"])
 def test_full_sam_predicts_masks_for_a_batch_of_two(preset, size):
     model = random_model(preset, seed=1)
     height, width = size
     g = torch.Generator().manual_seed(5)
     batch = []
-    for i in range(2):
+    for _ in range(2):
         coords, labels = _prompts(height, width)
         batch.append(
             {
@@ -103,29 +107,46 @@ def test_images_of_one_call_are_padded_to_a_common_grid():
     model = random_model("basam")
     g = torch.Generator().manual_seed(0)
     batch = [
-        {"image": torch.rand(3, 250, 500, generator=g) * 255, "original_size": (250, 500),
-         "point_coords": torch.tensor([[[10.0, 10.0]]]), "point_labels": torch.tensor([[1]])},
-        {"image": torch.rand(3, 300, 200, generator=g) * 255, "original_size": (600, 400),
-         "point_coords": torch.tensor([[[10.0, 10.0]]]), "point_labels": torch.tensor([[1]])},
+        {
+            "image": torch.rand(3, 250, 500, generator=g) * 255,
+            "original_size": (250, 500),
+            "point_coords": torch.tensor([[[10.0, 10.0]]]),
+            "point_labels": torch.tensor([[1]]),
+        },
+        {
+            "image": torch.rand(3, 300, 200, generator=g) * 255,
+            "original_size": (600, 400),
+            "point_coords": torch.tensor([[[10.0, 10.0]]]),
+            "point_labels": torch.tensor([[1]]),
+        },
     ]
     outputs = model(batch, multimask_output=False)
     # Common size: max(250, 300) -> 304 rows, max(500, 200) -> 512 columns: a 19 x 32 grid.
-    assert outputs[0]["low_res_logits"].shape == outputs[1]["low_res_logits"].shape == (1, 1, 76, 128)
+    assert (
+        outputs[0]["low_res_logits"].shape == outputs[1]["low_res_logits"].shape == (1, 1, 76, 128)
+    )
     assert outputs[0]["masks"].shape == (1, 1, 250, 500)
     assert outputs[1]["masks"].shape == (1, 1, 600, 400)
 
 
 def test_mask_input_of_the_wrong_grid_is_a_clear_error():
     model = random_model("basam")
-    batch = [{"image": torch.zeros(3, 320, 512), "original_size": (320, 512),
-              "mask_inputs": torch.zeros(1, 1, 64, 64)}]
+    batch = [
+        {
+            "image": torch.zeros(3, 320, 512),
+            "original_size": (320, 512),
+            "mask_inputs": torch.zeros(1, 1, 64, 64),
+        }
+    ]
     with pytest.raises(BasamError, match=r"mask_inputs must be B x 1 x 80 x 128"):
         model(batch, multimask_output=False)
     batch[0]["mask_inputs"] = torch.zeros(1, 1, 80, 128)
     assert model(batch, multimask_output=False)[0]["masks"].shape == (1, 1, 320, 512)
 
 
-@pytest.mark.parametrize("size", [(320, 512), (512, 320), (256, 256)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize(
+    "size", [(320, 512), (512, 320), (256, 256)], ids=lambda s: f"{s[0]}x{s[1]}"
+)
 def test_prompt_encoder_equals_segment_anythings_built_for_that_size(size):
     model = random_model("basam")
     ours = model.prompt_encoder
@@ -138,7 +159,11 @@ def test_prompt_encoder_equals_segment_anythings_built_for_that_size(size):
     boxes = torch.tensor([[3.0, 5.0, size[1] - 20.0, size[0] - 9.0], [0.0, 0.0, 31.0, 47.0]])
     masks = torch.randn(2, 1, 4 * grid[0], 4 * grid[1])
     with torch.no_grad():
-        for args in [((coords, labels), None, None), ((coords, labels), boxes, None), (None, boxes, masks)]:
+        for args in [
+            ((coords, labels), None, None),
+            ((coords, labels), boxes, None),
+            (None, boxes, masks),
+        ]:
             got = ours(*args, image_size=size)
             expected = theirs(*args)
             for g, e in zip(got, expected):
@@ -183,9 +208,30 @@ def test_bad_build_options_are_one_line_errors(kwargs, message):
 
 def test_describe_reports_the_resolved_defaults():
     assert build_sam("tiny").describe() == {
-        "model": "tiny", "preset": "basam", "n0": 256, "bias_slope": 1 / 16,
-        "bias_metric": "manhattan", "bias_in_windows": False,
+        "model": "tiny",
+        "preset": "basam",
+        "n0": 256,
+        "bias_slope": 1 / 16,
+        "bias_metric": "manhattan",
+        "bias_in_windows": False,
     }
     assert build_sam("tiny", "basam-official").describe() == {
-        "model": "tiny", "preset": "basam-official", "n0": 256,
+        "model": "tiny",
+        "preset": "basam-official",
+        "n0": 256,
     }
+
+
+def test_half_precision_runs_without_promotion_to_float32():
+    # bfloat16 on CPU: every term (scale, rel-pos, slopes, distances) follows the model's dtype.
+    model = random_model("basam", bias_metric="euclidean")
+    reference = encode(model, (320, 512))
+    half = model.to(torch.bfloat16)
+    x = torch.randn(2, 3, 320, 512, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = half.image_encoder(x.to(torch.bfloat16))
+    assert out.dtype == torch.bfloat16
+    cosine = torch.nn.functional.cosine_similarity(
+        out.double().flatten(), reference.double().flatten(), dim=0
+    )
+    assert cosine > 0.99  # bfloat16 keeps 8 mantissa bits through 4 blocks

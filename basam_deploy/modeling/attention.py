@@ -82,9 +82,12 @@ def attend_rows(
     rel_h = torch.einsum("bnrwd,rkd->bnrwk", q_rows, rh)  # B nh r W H
     rel_w = torch.einsum("bnrwd,wkd->bnrwk", q_rows, rw)  # B nh r W W
 
-    # B nh rW N -> B nh r W H W, add rel_h over key columns and rel_w over key rows
+    # B nh rW N -> B nh r W H W, add rel_h over key columns and rel_w over key rows. In place: the
+    # logits are the one n-sized tensor, and each extra copy is a full pass over memory (matmul's
+    # backward does not need its output, so autograd allows it).
     logits = logits.view(batch, heads, rows, width, height, width)
-    logits = logits + rel_h[..., :, None] + rel_w[..., None, :]
+    logits += rel_h[..., :, None]
+    logits += rel_w[..., None, :]
     if slopes is not None:
         # Applied to the contiguous logits, not to the einsum outputs: an elementwise op with a
         # broadcast operand over the einsums' permuted layout makes torch.export guard on sizes.
@@ -92,13 +95,15 @@ def attend_rows(
         if metric == "manhattan":
             # Separable: -beta |dy| - beta |dx| from two small tensors, no pairwise distance.
             dy = axis_distance(query_rows, height, logits.dtype)  # r H
-            dx = axis_distance(torch.arange(width, device=q_rows.device), width, logits.dtype)  # W W
-            logits = logits - (beta[:, None, None] * dy)[:, :, None, :, None]  # nh r 1 H 1
-            logits = logits - (beta[:, None, None] * dx)[:, None, :, None, :]  # nh 1 W 1 W
+            dx = axis_distance(
+                torch.arange(width, device=q_rows.device), width, logits.dtype
+            )  # W W
+            logits -= (beta[:, None, None] * dy)[:, :, None, :, None]  # nh r 1 H 1
+            logits -= (beta[:, None, None] * dx)[:, None, :, None, :]  # nh 1 W 1 W
         else:
             # nh 1 1 1 1 * r W H W -> nh r W H W
             distance = euclidean_distance(query_rows, grid_hw, logits.dtype)
-            logits = logits - beta[:, None, None, None, None] * distance
+            logits -= beta[:, None, None, None, None] * distance
     attn = logits.view(batch, heads, rows * width, height * width).softmax(dim=-1)
     return attn @ v  # B nh rW d
 
@@ -129,18 +134,26 @@ class BasamAttention(Attention):
         self.spec = spec
         self.chunk = chunk
         self.coefficient: Optional[nn.Parameter]
-        coefficient = torch.full((1,), OFFICIAL_COEFFICIENT_INIT) if spec.learned_coefficient else None
-        self.register_parameter("coefficient", None if coefficient is None else nn.Parameter(coefficient))
+        coefficient = (
+            torch.full((1,), OFFICIAL_COEFFICIENT_INIT) if spec.learned_coefficient else None
+        )
+        self.register_parameter(
+            "coefficient", None if coefficient is None else nn.Parameter(coefficient)
+        )
         self.slopes: Optional[torch.Tensor]
         # Not persistent: derived from the spec, so checkpoints keep segment-anything's keys.
-        slopes = torch.tensor(head_slopes(spec.bias_slope, num_heads)) if spec.bias_slope > 0 else None
+        slopes = (
+            torch.tensor(head_slopes(spec.bias_slope, num_heads)) if spec.bias_slope > 0 else None
+        )
         self.register_buffer("slopes", slopes, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: B H W C (B counts windows for a window block) -> B H W C."""
         batch, height, width, _ = x.shape
         # B H W (3 nh d) -> B N 3 nh d -> 3 B nh N d
-        qkv = self.qkv(x).reshape(batch, height * width, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        qkv = (
+            self.qkv(x).reshape(batch, height * width, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        )
         q, k, v = qkv.unbind(0)
         head_dim = q.shape[-1]
         # B nh N d -> B nh H W d
@@ -159,9 +172,7 @@ class BasamAttention(Attention):
             slopes=self.slopes,
             metric=self.spec.bias_metric,
         )
-        rows = rows_per_chunk(
-            self.chunk, batch * self.num_heads, (height, width), q.element_size()
-        )
+        rows = rows_per_chunk(self.chunk, batch * self.num_heads, (height, width), q.element_size())
         if rows is None:
             out = attend_rows(q_grid, k, v, torch.arange(height, device=x.device), **terms)
         else:

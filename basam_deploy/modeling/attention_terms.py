@@ -102,4 +102,3 @@ def euclidean_distance(
     dx = axis_distance(torch.arange(width, device=query_rows.device), width, dtype)  # W W
     # r 1 H 1 + 1 W 1 W -> r W H W
     return torch.sqrt(dy[:, None, :, None].square() + dx[None, :, None, :].square())
-

@@ -42,7 +42,9 @@ def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
     return x.reshape(batch * n_h * n_w, window, window, channels)
 
 
-def window_unpartition(windows: torch.Tensor, window: int, bhw: Tuple[int, int, int]) -> torch.Tensor:
+def window_unpartition(
+    windows: torch.Tensor, window: int, bhw: Tuple[int, int, int]
+) -> torch.Tensor:
     """(B nWh nWw) window window C -> B H W C, dropping the padding ``window_partition`` added.
 
     bhw: (B, H, W) before partition. B is passed, not inferred with -1, so that an exported graph
@@ -162,9 +164,7 @@ class BasamImageEncoder(ImageEncoderViT):
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a one-line BasamError for an image batch this encoder cannot take."""
         if x.dim() != 4 or x.shape[1] != 3:
-            raise BasamError(
-                f"image batch must be B x 3 x H x W, got shape {tuple(x.shape)}"
-            )
+            raise BasamError(f"image batch must be B x 3 x H x W, got shape {tuple(x.shape)}")
         height, width = x.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
             raise BasamError(
@@ -175,7 +175,11 @@ class BasamImageEncoder(ImageEncoderViT):
             raise BasamError(
                 f"image size {height}x{width} is below the {self.preset.min_side} px that preset "
                 f"{self.preset.name!r} needs on both sides"
-                + ("; use preset 'basam' for smaller images" if self.preset.name == "basam-official" else "")
+                + (
+                    "; use preset 'basam' for smaller images"
+                    if self.preset.name == "basam-official"
+                    else ""
+                )
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

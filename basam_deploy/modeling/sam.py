@@ -70,7 +70,9 @@ class BasamSam(Sam):
         """
         images = [self.preprocess(record["image"]) for record in batched_input]
         size = (max(im.shape[-2] for im in images), max(im.shape[-1] for im in images))
-        image_embeddings = self.image_encoder(torch.stack([self._pad_to(im, size) for im in images]))
+        image_embeddings = self.image_encoder(
+            torch.stack([self._pad_to(im, size) for im in images])
+        )
         image_pe = self.prompt_encoder.get_dense_pe(size)
         mask_grid = (4 * image_embeddings.shape[-2], 4 * image_embeddings.shape[-1])
 
@@ -97,7 +99,9 @@ class BasamSam(Sam):
                 multimask_output=multimask_output,
             )
             masks = self.postprocess_masks(
-                low_res, input_size=record["image"].shape[-2:], original_size=record["original_size"]
+                low_res,
+                input_size=record["image"].shape[-2:],
+                original_size=record["original_size"],
             )
             outputs.append(
                 {

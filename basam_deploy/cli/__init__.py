@@ -1,0 +1,23 @@
+"""Command-line tools: thin shells over library calls.
+
+``run`` is the one place where a ``BasamError`` becomes a single line on stderr and exit code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+import sys
+from typing import Callable, List, Optional
+
+
+def run(
+    name: str, main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None
+) -> int:
+    from ..errors import BasamError
+
+    try:
+        return main(argv)
+    except BasamError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
