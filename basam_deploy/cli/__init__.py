@@ -4,8 +4,18 @@
 anything else is a bug and keeps its traceback.
 """
 
+import argparse
 import sys
 from typing import Callable, List, Optional
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as a BasamError: one line, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from ..errors import BasamError
+
+        raise BasamError(f"{message} (see {self.prog} --help)")
 
 
 def run(

@@ -13,7 +13,7 @@ import torch
 
 from .. import BIAS_METRICS, MODEL_CONFIGS, PRESETS, build_sam
 from ..errors import BasamError
-from . import run
+from . import ArgumentParser, run
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -30,7 +30,7 @@ def parse_size(text: str) -> Tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="basam-demo", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="basam-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", choices=list(MODEL_CONFIGS))
     parser.add_argument("--preset", default="basam", choices=list(PRESETS))
     parser.add_argument(

@@ -144,6 +144,7 @@ class BasamImageEncoder(ImageEncoderViT):
             global_attn_indexes=config.global_attn_indexes,
         )
         self.patch_size = config.patch_size
+        self.window_size = config.window_size
         self.preset = preset
         for i in range(config.depth):
             self.blocks.append(

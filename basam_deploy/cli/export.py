@@ -1,0 +1,101 @@
+"""``basam-export``: a SAM / BA-SAM checkpoint to dynamic-resolution ONNX, checked against PyTorch.
+
+A thin shell over ``basam_deploy.export.onnx_export.export_onnx``.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .. import BIAS_METRICS, MODEL_CONFIGS, PRESETS, build_sam
+from ..errors import BasamError
+from ..export.onnx_export import (
+    BIAS_MODES,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_OPSET,
+    PRECISIONS,
+    ExportOptions,
+    export_onnx,
+)
+from . import ArgumentParser, run
+from .demo import parse_size
+
+DEFAULT_OUTPUT = Path("export") / "out"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="basam-export", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--onnx", action="store_true", help="export ONNX (the only format; default)"
+    )
+    parser.add_argument(
+        "--dynamic", action="store_true", help="dynamic batch, height and width (always; default)"
+    )
+    parser.add_argument("--model", default="tiny", choices=list(MODEL_CONFIGS))
+    parser.add_argument("--preset", default="basam", choices=list(PRESETS))
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="default: random init (seed 0)"
+    )
+    parser.add_argument("--bias-slope", type=float, default=None)
+    parser.add_argument("--bias-metric", default=None, choices=list(BIAS_METRICS))
+    parser.add_argument("--bias", default="subgraph", choices=list(BIAS_MODES))
+    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
+    parser.add_argument(
+        "--min-size", type=int, default=None, help="default 256 (1024 for basam-official)"
+    )
+    parser.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE)
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="parity with PyTorch in onnxruntime (default: on)",
+    )
+    parser.add_argument(
+        "--check-size",
+        action="append",
+        default=None,
+        metavar="HxW",
+        help="parity size, repeatable (default: a ladder inside the size range)",
+    )
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = ExportOptions(
+        precision=args.precision,
+        bias=args.bias,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        opset=args.opset,
+        check=args.check,
+        check_sizes=[parse_size(s) for s in args.check_size] if args.check_size else None,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    sam = build_sam(
+        args.model,
+        args.preset,
+        args.checkpoint,
+        bias_slope=args.bias_slope,
+        bias_metric=args.bias_metric,
+    )
+    print(f"basam-export: {', '.join(f'{k}={v}' for k, v in sam.describe().items())}")
+    result = export_onnx(sam, args.output, options, checkpoint=args.checkpoint)
+    if result.parity is not None:
+        print(result.parity.table())
+    print(f"wrote {result.folder}/ (encoder.onnx, decoder.onnx, manifest.json)")
+    if not result.passed:
+        raise BasamError(
+            f"parity check failed: the files are kept in {result.folder} and marked failed in its "
+            f"manifest; see parity.json"
+        )
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run("basam-export", main))

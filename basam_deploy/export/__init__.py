@@ -1,0 +1,1 @@
+"""ONNX export of BA-SAM: dynamic-resolution encoder and decoder graphs, checked against PyTorch."""
