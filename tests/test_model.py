@@ -235,3 +235,29 @@ def test_half_precision_runs_without_promotion_to_float32():
         out.double().flatten(), reference.double().flatten(), dim=0
     )
     assert cosine > 0.99  # bfloat16 keeps 8 mantissa bits through 4 blocks
+
+
+@pytest.mark.parametrize(
+    "stored, grid",
+    [
+        ((16, 16), (16, 16)),
+        ((16, 16), (20, 32)),
+        ((16, 16), (8, 5)),
+        ((64, 64), (96, 70)),
+        ((7, 9), (3, 12)),
+    ],
+)
+def test_position_embedding_resize_is_pytorch_bicubic(stored, grid):
+    from torch.nn import functional as F
+
+    from basam_deploy.modeling.image_encoder import resize_pos_embed
+
+    pos = torch.randn(1, *stored, 24, generator=torch.Generator().manual_seed(0))
+    # 1 S S' C -> 1 C S S' -> 1 C H W -> 1 H W C
+    expected = F.interpolate(
+        pos.permute(0, 3, 1, 2), size=grid, mode="bicubic", align_corners=False
+    )
+    got = resize_pos_embed(pos, grid)
+    assert (got - expected.permute(0, 2, 3, 1)).abs().max() < 2e-5  # float32 summation order
+    if stored == grid:
+        assert torch.equal(got, pos)

@@ -22,13 +22,47 @@ from .attention import BasamAttention
 from .tracing import is_exporting
 
 
+# segment-anything's and PyTorch's bicubic kernel (Keys, a = -0.75).
+CUBIC_A = -0.75
+
+
+def cubic_weights(t: torch.Tensor) -> torch.Tensor:
+    """The four bicubic tap weights for fractional offsets ``t`` (n,) -> (n, 4), taps at -1..+2."""
+    a = CUBIC_A
+    near = torch.stack([1 + t, t, 1 - t, 2 - t], dim=-1).abs()  # distance of each tap
+    inner = ((a + 2) * near - (a + 3)) * near * near + 1  # |x| <= 1
+    outer = ((a * near - 5 * a) * near + 8 * a) * near - 4 * a  # 1 < |x| < 2
+    return torch.where(near <= 1, inner, outer)
+
+
+def bicubic_matrix(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
+    """(out_size, in_size) matrix M with M @ x == bicubic resize of x along one axis.
+
+    Same sampling as ``F.interpolate(mode="bicubic", align_corners=False)`` without antialias:
+    source position (i + 0.5) * in / out - 0.5, four taps, tap indices clamped to the edges.
+    Written out because TensorRT documents ONNX Resize only for nearest and linear modes; as a
+    matrix the bicubic resize is two MatMuls, built from the output size with ordinary ops.
+    """
+    dst = torch.arange(out_size, device=device, dtype=torch.float32)
+    # The ratio as a tensor op: an exported graph computes it from the (symbolic) output size.
+    ratio = in_size / torch.scalar_tensor(out_size, dtype=torch.float32, device=device)
+    src = (dst + 0.5) * ratio - 0.5
+    base = torch.floor(src)
+    weights = cubic_weights(src - base)  # out 4
+    taps = base[:, None].long() + torch.arange(-1, 3, device=device)[None, :]  # out 4
+    taps = taps.clamp(0, in_size - 1)
+    # out 4 1 == 1 1 in -> out 4 in; weights of taps that clamp to the same index add up
+    one_hot = (taps[:, :, None] == torch.arange(in_size, device=device)[None, None, :]).float()
+    return (weights[:, :, None] * one_hot).sum(dim=1)
+
+
 def resize_pos_embed(pos_embed: torch.Tensor, grid_hw: Tuple[int, int]) -> torch.Tensor:
-    """(1, S, S, C) -> (1, H, W, C), bicubic; the identity when (H, W) == (S, S)."""
-    # 1 S S C -> 1 C S S -> 1 C H W -> 1 H W C
-    resized = F.interpolate(
-        pos_embed.permute(0, 3, 1, 2), size=grid_hw, mode="bicubic", align_corners=False
-    )
-    return resized.permute(0, 2, 3, 1)
+    """(1, S, S', C) -> (1, H, W, C), bicubic; the identity when (H, W) == (S, S')."""
+    _, in_h, in_w, _ = pos_embed.shape
+    rows = bicubic_matrix(in_h, grid_hw[0], pos_embed.device).to(pos_embed.dtype)  # H S
+    cols = bicubic_matrix(in_w, grid_hw[1], pos_embed.device).to(pos_embed.dtype)  # W S'
+    # H S, 1 S S' C, W S' -> 1 H W C
+    return torch.einsum("hs,bstc,wt->bhwc", rows, pos_embed, cols)
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:

@@ -1,0 +1,59 @@
+"""basam-export on the command line: the README's main job, and its one-line errors."""
+
+import json
+import sys
+
+import pytest
+
+from basam_deploy.cli.export import entry, main
+
+
+def test_default_export_writes_files_and_passes_parity(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the default output is export/out under the working directory
+    assert main(["--onnx", "--dynamic"]) == 0
+    out = capsys.readouterr().out
+    assert "[1/" in out and "parity: PASSED" in out
+    folder = tmp_path / "export" / "out"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "decoder.onnx",
+        "encoder.onnx",
+        "manifest.json",
+        "parity.json",
+    ]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["parity"]["passed"] is True and manifest["model"] == "tiny"
+    parity = json.loads((folder / "parity.json").read_text())
+    sizes = {(row["size"], row["batch"]) for row in parity["rows"]}
+    assert {
+        ("256x256", 1),
+        ("320x512", 2),
+        ("512x512", 1),
+        ("512x320", 2),
+        ("1088x1280", 1),
+    } <= sizes
+    # A second export replaces the first (same tool), it does not refuse the folder.
+    assert main(["--no-check", "--max-size", "1024"]) == 0
+    assert json.loads((folder / "manifest.json").read_text())["size_range"]["max"] == 1024
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "vit_x"], "invalid choice: 'vit_x'"),
+        (["--preset", "alibi"], "invalid choice: 'alibi'"),
+        (["--checkpoint", "/nonexistent.pth"], "checkpoint not found"),
+        (["--min-size", "200"], "--min-size 200 is not a positive multiple of 16"),
+        (["--min-size", "1024", "--max-size", "512"], "is above --max-size"),
+        (["--bias", "plugin"], "not available yet"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["basam-export", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        entry()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("basam-export: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "export").exists()

@@ -1,0 +1,185 @@
+"""basam-export: dynamic ONNX for every preset and metric, checked in onnxruntime at sizes and batch
+sizes the export's own parity ladder does not use; manifests, determinism, bad input."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import randomize_
+
+from basam_deploy import BasamError, build_sam
+from basam_deploy.export import onnx_export
+from basam_deploy.export.graphs import DecoderGraph, EncoderGraph
+from basam_deploy.export.onnx_export import ExportOptions, export_onnx
+from basam_deploy.export.op_check import unsupported_nodes
+from basam_deploy.export.parity_check import point_prompts
+from basam_deploy.parity import output_stats
+from basam_deploy.runners import OnnxRuntimeRunner, TorchRunner
+
+PRESETS = {
+    "sam": ("sam", {}, 256),
+    "basam-manhattan": ("basam", {"bias_metric": "manhattan"}, 256),
+    "basam-euclidean-windows": (
+        "basam",
+        {"bias_metric": "euclidean", "bias_in_windows": True},
+        256,
+    ),
+    "basam-official": ("basam-official", {}, 1024),
+}
+# Sizes and batches outside the default parity ladder (256, 320x512, 512, 512x320, 1088x1280).
+SIZES = {
+    256: [((288, 448), 3), ((448, 288), 1), ((384, 384), 2)],
+    1024: [((1024, 1152), 2), ((1152, 1024), 1)],
+}
+FP32_RELATIVE = 1e-4  # the export's FP32 tolerance: ||onnx - torch|| / ||torch||
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module", params=list(PRESETS))
+def exported(request, tmp_path_factory):
+    preset, options, min_size = PRESETS[request.param]
+    sam = randomize_(build_sam("tiny", preset, **options), seed=21)
+    folder = tmp_path_factory.mktemp(request.param) / "out"
+    result = export_onnx(
+        sam, folder, ExportOptions(min_size=min_size, max_size=2048, check=False), progress=quiet
+    )
+    return request.param, sam, result
+
+
+def test_onnxruntime_matches_pytorch_at_untested_sizes(exported):
+    name, sam, result = exported
+    _, _, min_size = PRESETS[name]
+    encoder = OnnxRuntimeRunner(result.folder / "encoder.onnx")
+    decoder = OnnxRuntimeRunner(result.folder / "decoder.onnx")
+    torch_encoder = TorchRunner(EncoderGraph(sam), ["image"], ["image_embeddings"], "torch")
+    torch_decoder = TorchRunner(
+        DecoderGraph(sam),
+        ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
+        ["low_res_masks", "iou_predictions"],
+        "torch",
+    )
+    rng = np.random.default_rng(5)
+    for (height, width), batch in SIZES[min_size]:
+        image = rng.standard_normal((batch, 3, height, width)).astype(np.float32)
+        ref = torch_encoder.infer({"image": image})["image_embeddings"]
+        got = encoder.infer({"image": image})["image_embeddings"]
+        assert got.shape == (batch, 64, height // 16, width // 16)
+        assert output_stats(got, ref).relative_error < FP32_RELATIVE
+        prompts = point_prompts(rng, (height, width), (height // 4, width // 4))
+        for i in range(batch):
+            ref_out = torch_decoder.infer({"image_embeddings": ref[i : i + 1], **prompts})
+            got_out = decoder.infer({"image_embeddings": got[i : i + 1], **prompts})
+            for key in ("low_res_masks", "iou_predictions"):
+                assert output_stats(got_out[key], ref_out[key]).relative_error < FP32_RELATIVE
+
+
+def test_manifest_and_metadata_say_what_made_the_files(exported):
+    name, sam, result = exported
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["tool"] == "basam-export"
+    assert manifest["preset"] == PRESETS[name][0] and manifest["model"] == "tiny"
+    assert manifest["size_range"]["max"] == 2048 and manifest["opset"] == onnx_export.DEFAULT_OPSET
+    assert manifest["versions"]["torch"] == torch.__version__
+    from basam_deploy.artifacts import sha256
+
+    for file in ("encoder.onnx", "decoder.onnx"):
+        assert manifest["files"][file]["sha256"] == sha256(result.folder / file)
+        model = onnx.load(result.folder / file)
+        props = {p.key: p.value for p in model.metadata_props}
+        assert props["basam.preset"] == PRESETS[name][0]
+        assert props["basam.precision"] == "fp32"
+        assert model.opset_import[0].version == onnx_export.DEFAULT_OPSET
+        assert unsupported_nodes(model) == []  # inside TensorRT 10.9-11.1's ONNX parser list
+    inputs = manifest["files"]["encoder.onnx"]["inputs"]
+    assert inputs == {"image": {"dtype": "float32", "shape": ["batch", 3, "height", "width"]}}
+    if name == "basam-manhattan":
+        assert manifest["bias_metric"] == "manhattan" and manifest["bias_slope"] == 1 / 16
+
+
+def test_graph_has_no_size_baked_in_and_exports_deterministically(tmp_path):
+    sam = randomize_(build_sam("tiny", "basam"), seed=3)
+    small = export_onnx(
+        sam, tmp_path / "a", ExportOptions(max_size=1024, check=False), progress=quiet
+    )
+    large = export_onnx(
+        sam, tmp_path / "b", ExportOptions(max_size=4096, check=False), progress=quiet
+    )
+    again = export_onnx(
+        sam, tmp_path / "c", ExportOptions(max_size=4096, check=False), progress=quiet
+    )
+    size = lambda r: (r.folder / "encoder.onnx").stat().st_size  # noqa: E731
+    assert abs(size(small) - size(large)) / size(large) < 0.01
+    graph = lambda r, f: onnx.load(r.folder / f).graph.SerializeToString()  # noqa: E731
+    for file in ("encoder.onnx", "decoder.onnx"):
+        assert graph(small, file) == graph(large, file)  # the range only changes metadata
+        assert (large.folder / file).read_bytes() == (again.folder / file).read_bytes()
+
+
+def test_parity_failure_keeps_files_marked_failed(tmp_path, monkeypatch):
+    from basam_deploy import parity
+
+    impossible = parity.Tolerance(max_relative_error=0.0)
+    monkeypatch.setattr(parity, "FP32_TOLERANCE", impossible)
+    monkeypatch.setattr("basam_deploy.export.parity_check.FP32_TOLERANCE", impossible)
+    sam = randomize_(build_sam("tiny", "sam"), seed=4)
+    options = ExportOptions(max_size=512, check_sizes=[(256, 320)])
+    result = export_onnx(sam, tmp_path / "out", options, progress=quiet)
+    assert not result.passed
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["parity"] == {"passed": False, "file": "parity.json"}
+    report = json.loads((tmp_path / "out" / "parity.json").read_text())
+    assert report["passed"] is False and report["rows"][0]["failures"]
+
+
+def test_an_interrupted_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("basam_deploy.export.parity_check.check_export", fail)
+    sam = build_sam("tiny", "sam")
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(sam, tmp_path / "out", ExportOptions(max_size=512), progress=quiet)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(min_size=250), r"--min-size 250 is not a positive multiple of 16"),
+        (dict(min_size=1024, max_size=512), r"--min-size 1024 is above --max-size 512"),
+        (dict(max_size=100), r"--max-size 100 is not a positive multiple of 16"),
+        (dict(bias="plugin"), r"--bias plugin .* is not available yet"),
+        (dict(precision="int8"), r"unknown precision 'int8'"),
+        (dict(opset=13), r"opset 13 is not supported"),
+        (dict(check_sizes=[(128, 128)]), r"check size 128x128 is outside the exported range"),
+    ],
+)
+def test_bad_options_are_one_line_errors(tmp_path, options, message):
+    with pytest.raises(BasamError, match=message) as err:
+        export_onnx(build_sam("tiny"), tmp_path / "out", ExportOptions(**options), progress=quiet)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_official_preset_range_starts_at_1024(tmp_path):
+    with pytest.raises(BasamError, match=r"--min-size 512 is below the 1024 px"):
+        export_onnx(
+            build_sam("tiny", "basam-official"),
+            tmp_path / "o",
+            ExportOptions(min_size=512),
+            progress=quiet,
+        )
+
+
+def test_output_folder_with_other_files_is_refused(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(BasamError, match=r"already holds other files \(notes.txt\)"):
+        export_onnx(build_sam("tiny"), out, ExportOptions(check=False), progress=quiet)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
