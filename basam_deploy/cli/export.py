@@ -99,3 +99,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def entry() -> None:
     sys.exit(run("basam-export", main))
+
+
+if __name__ == "__main__":
+    entry()

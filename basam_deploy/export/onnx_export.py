@@ -29,10 +29,7 @@ from ..artifacts import (
 from ..errors import BasamError
 from ..modeling import BasamSam
 from ..parity import ParityReport
-from .graphs import (
-    DecoderGraph,
-    EncoderGraph,
-)
+from .graphs import DecoderGraph, EncoderGraph
 from .tidy import tidy
 
 TOOL = "basam-export"
@@ -53,17 +50,19 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What to export. Sizes are pixels, multiples of the patch (16)."""
+    """What to export. Sizes are pixels, multiples of the patch (16).
+
+    min_size: None = 256, or the preset's minimum (1024 for basam-official).
+    check_sizes: None = ``parity_sizes(min_size, max_size)``.
+    """
 
     precision: str = "fp32"
     bias: str = "subgraph"
-    min_size: Optional[int] = (
-        None  # default: 256, or the preset's minimum (1024 for basam-official)
-    )
+    min_size: Optional[int] = None
     max_size: int = DEFAULT_MAX_SIZE
     opset: int = DEFAULT_OPSET
     check: bool = True
-    check_sizes: Optional[Sequence[Tuple[int, int]]] = None  # default: parity_sizes()
+    check_sizes: Optional[Sequence[Tuple[int, int]]] = None
 
     def resolve(self, sam: BasamSam) -> "ExportOptions":
         """Fill the defaults for ``sam`` and validate; raises one-line BasamErrors."""
