@@ -183,3 +183,35 @@ def test_output_folder_with_other_files_is_refused(tmp_path):
     with pytest.raises(BasamError, match=r"already holds other files \(notes.txt\)"):
         export_onnx(build_sam("tiny"), out, ExportOptions(check=False), progress=quiet)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_fp16_export_passes_its_parity_and_halves_the_weights(tmp_path):
+    sam = randomize_(build_sam("tiny", "basam", bias_metric="euclidean"), seed=9)
+    options = ExportOptions(precision="fp16", max_size=1024, check_sizes=[(320, 512), (512, 512)])
+    result = export_onnx(sam, tmp_path / "fp16", options, progress=quiet)
+    assert result.passed  # cosine >= 0.999 and mask IoU >= 0.98 against PyTorch FP32
+    cosines = [stats.cosine for row in result.parity.rows for stats in row.outputs.values()]
+    assert min(cosines) >= 0.999
+    manifest = result.manifest
+    assert manifest["precision"] == "fp16"
+    encoder = manifest["files"]["encoder.onnx"]
+    assert encoder["precision"]["fp32"]["LayerNormalization"] > 0
+    assert encoder["precision"]["fp32"]["Softmax"] > 0
+    assert encoder["precision"]["fp16"]["MatMul"] > 0
+    weights = encoder["precision"]["weights_bytes"]
+    assert weights["fp16"] > 5 * weights["fp32"]
+    model = onnx.load(result.folder / "encoder.onnx")
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_models_over_the_protobuf_limit_keep_weights_beside_the_graph(tmp_path, monkeypatch):
+    # ViT-H in FP32 is over 2 GiB; the same path, forced on the tiny model.
+    monkeypatch.setattr(onnx_export, "LARGE_MODEL_BYTES", 1024)
+    sam = randomize_(build_sam("tiny", "sam"), seed=10)
+    options = ExportOptions(max_size=512, check_sizes=[(256, 320)])
+    result = export_onnx(sam, tmp_path / "big", options, progress=quiet)
+    assert result.passed
+    entry = result.manifest["files"]["encoder.onnx"]
+    data = result.folder / entry["external_data"]["file"]
+    assert data.is_file() and entry["external_data"]["bytes"] > 10 * entry["bytes"]

@@ -29,7 +29,10 @@ from ..artifacts import (
 from ..errors import BasamError
 from ..modeling import BasamSam
 from ..parity import ParityReport
+from . import parity_check
 from .graphs import DecoderGraph, EncoderGraph
+from .op_check import check_tensorrt_ops
+from .precision import check_precision_policy, precision_summary, to_mixed_fp16
 from .tidy import tidy
 
 TOOL = "basam-export"
@@ -44,6 +47,7 @@ DEFAULT_MAX_SIZE = 4096
 ENCODER_FILE, DECODER_FILE, PARITY_FILE = "encoder.onnx", "decoder.onnx", "parity.json"
 MAX_BATCH = 1024
 MAX_PROMPTS = 1024
+LARGE_MODEL_BYTES = 2**31 - 2**26  # protobuf's 2 GiB limit, with room for the graph itself
 
 Progress = Callable[[str], None]
 
@@ -291,6 +295,25 @@ def _io_signature(model: onnx.ModelProto) -> Dict[str, Dict[str, object]]:
     return {"inputs": describe(model.graph.input), "outputs": describe(model.graph.output)}
 
 
+def save_checked(model: onnx.ModelProto, path: Path) -> Dict[str, object]:
+    """Check ``model`` fully and save it; weights go to ``<file>.data`` beside it when the model is
+    too large for one protobuf (2 GiB: ViT-H in FP32). Returns sha256 and sizes of what was written."""
+    if model.ByteSize() <= LARGE_MODEL_BYTES:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, path)
+        return {"sha256": sha256(path), "bytes": path.stat().st_size}
+    data = path.with_name(path.name + ".data")
+    onnx.save(
+        model, path, save_as_external_data=True, all_tensors_to_one_file=True, location=data.name
+    )
+    onnx.checker.check_model(str(path), full_check=True)
+    return {
+        "sha256": sha256(path),
+        "bytes": path.stat().st_size,
+        "external_data": {"file": data.name, "sha256": sha256(data), "bytes": data.stat().st_size},
+    }
+
+
 def export_onnx(
     sam: BasamSam,
     output: Path,
@@ -331,7 +354,6 @@ def export_onnx(
         ),
     }
     if options.precision == "fp16":
-        from .precision import check_precision_policy, to_mixed_fp16
 
         def convert():
             for name in protos:
@@ -341,8 +363,6 @@ def export_onnx(
         stage("applying the FP16 precision policy (LayerNorm, softmax, bias in FP32)", convert)
 
     def check_ops():
-        from .op_check import check_tensorrt_ops
-
         for model in protos.values():
             check_tensorrt_ops(model)
 
@@ -355,25 +375,19 @@ def export_onnx(
             files = {}
             for name, model in protos.items():
                 _set_metadata(model, info)
-                onnx.checker.check_model(model, full_check=True)
-                path = staging / name
-                onnx.save(model, path)
-                files[name] = {
-                    "sha256": sha256(path),
-                    "bytes": path.stat().st_size,
-                    **_io_signature(model),
-                }
+                entry = {**save_checked(model, staging / name), **_io_signature(model)}
+                if options.precision == "fp16":
+                    entry["precision"] = precision_summary(model)
+                files[name] = entry
             manifest = {**info, "files": files, "parity": None}
             write_json(staging / MANIFEST, manifest)
             return manifest
 
         manifest = stage(f"writing {ENCODER_FILE}, {DECODER_FILE} and {MANIFEST}", write)
         if options.check:
-            from .parity_check import check_export
-
             report = stage(
                 f"parity with PyTorch in onnxruntime at {len(options.check_sizes)} sizes",
-                lambda: check_export(sam, staging, options, progress),
+                lambda: parity_check.check_export(sam, staging, options, progress),
             )
             report.write_json(staging / PARITY_FILE)
             manifest["parity"] = {"passed": report.passed, "file": PARITY_FILE}

@@ -79,8 +79,33 @@ def attend_rows(
     # SAM's decomposed rel-pos term, from the unscaled queries.
     rh = relative_rows(rel_h_table, query_rows, height)  # r H d
     rw = relative_rows(rel_w_table, torch.arange(width, device=q_rows.device), width)  # W W d
-    rel_h = torch.einsum("bnrwd,rkd->bnrwk", q_rows, rh)  # B nh r W H
-    rel_w = torch.einsum("bnrwd,wkd->bnrwk", q_rows, rw)  # B nh r W W
+    # The einsums' outputs come in a permuted memory layout; an elementwise op with a broadcast
+    # operand over such a layout makes torch.export guard on sizes, so they are made contiguous
+    # first (a copy of B nh r W (H + W) values, nothing next to the logits; a no-op in ONNX).
+    rel_h = torch.einsum("bnrwd,rkd->bnrwk", q_rows, rh).clone(
+        memory_format=torch.contiguous_format
+    )
+    rel_w = torch.einsum("bnrwd,wkd->bnrwk", q_rows, rw).clone(
+        memory_format=torch.contiguous_format
+    )
+
+    euclidean = None
+    if slopes is not None:
+        beta = slopes.to(q_rows.dtype)
+        if metric == "manhattan":
+            # Separable: -beta |dy| - beta |dx| rides on the rel-pos terms (B nh r W H and
+            # B nh r W W), so it costs no pass over the logits and no pairwise distance.
+            dy = axis_distance(query_rows, height, q_rows.dtype)  # r H
+            dx = axis_distance(
+                torch.arange(width, device=q_rows.device), width, q_rows.dtype
+            )  # W W
+            rel_h = rel_h - (beta[:, None, None] * dy)[:, :, None, :]  # nh r 1 H
+            rel_w = rel_w - (beta[:, None, None] * dx)[:, None, :, :]  # nh 1 W W
+        else:
+            # nh 1 1 1 1 * r W H W -> nh r W H W
+            euclidean = beta[:, None, None, None, None] * euclidean_distance(
+                query_rows, grid_hw, q_rows.dtype
+            )
 
     # B nh rW N -> B nh r W H W, add rel_h over key columns and rel_w over key rows. In place: the
     # logits are the one n-sized tensor, and each extra copy is a full pass over memory (matmul's
@@ -88,22 +113,8 @@ def attend_rows(
     logits = logits.view(batch, heads, rows, width, height, width)
     logits += rel_h[..., :, None]
     logits += rel_w[..., None, :]
-    if slopes is not None:
-        # Applied to the contiguous logits, not to the einsum outputs: an elementwise op with a
-        # broadcast operand over the einsums' permuted layout makes torch.export guard on sizes.
-        beta = slopes.to(logits.dtype)
-        if metric == "manhattan":
-            # Separable: -beta |dy| - beta |dx| from two small tensors, no pairwise distance.
-            dy = axis_distance(query_rows, height, logits.dtype)  # r H
-            dx = axis_distance(
-                torch.arange(width, device=q_rows.device), width, logits.dtype
-            )  # W W
-            logits -= (beta[:, None, None] * dy)[:, :, None, :, None]  # nh r 1 H 1
-            logits -= (beta[:, None, None] * dx)[:, None, :, None, :]  # nh 1 W 1 W
-        else:
-            # nh 1 1 1 1 * r W H W -> nh r W H W
-            distance = euclidean_distance(query_rows, grid_hw, logits.dtype)
-            logits -= beta[:, None, None, None, None] * distance
+    if euclidean is not None:
+        logits -= euclidean
     attn = logits.view(batch, heads, rows * width, height * width).softmax(dim=-1)
     return attn @ v  # B nh rW d
 
