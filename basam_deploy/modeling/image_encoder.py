@@ -21,7 +21,6 @@ from ..sam_modules import Block, ImageEncoderViT
 from .attention import BasamAttention
 from .tracing import is_exporting
 
-
 # segment-anything's and PyTorch's bicubic kernel (Keys, a = -0.75).
 CUBIC_A = -0.75
 
