@@ -104,3 +104,26 @@ def staged_folder(destination: Path) -> Iterator[Path]:
     staging.rename(destination)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+@contextmanager
+def staged_file(destination: Path) -> Iterator[Path]:
+    """Yield a temporary file path beside ``destination``; on success it replaces ``destination``.
+
+    The caller writes the yielded path; the rename is atomic (same folder). On an exception the
+    temporary file is removed and ``destination`` is left as it was.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    os.close(fd)
+    staging = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+    try:
+        yield staging
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    os.replace(staging, destination)

@@ -1,0 +1,187 @@
+"""``basam-trt``: TensorRT engines from basam-export's ONNX files (build, inspect, run, bench).
+
+Thin shells over ``basam_deploy.tensorrt``: ``build`` = ``make_plan`` + ``build_engine`` (``--dry-run``
+prints the plan, ``--print-trtexec`` the equivalent trtexec line; neither needs TensorRT);
+``inspect`` = ``inspect_engine``; ``run`` = ``TensorRTRunner``; ``bench`` = ``bench_engine``.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from ..errors import BasamError
+from . import ArgumentParser, run
+
+PROG = "basam-trt"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = commands.add_parser(
+        "build",
+        help="build an engine from encoder.onnx or decoder.onnx",
+        description=(
+            "Build a TensorRT engine with resolution profiles; writes ENGINE and ENGINE.json."
+        ),
+    )
+    build.add_argument("model", type=Path, metavar="MODEL.onnx")
+    build.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="BxHxW:BxHxW:BxHxW",
+        help="min:opt:max of (batch, height, width), repeatable",
+    )
+    build.add_argument(
+        "--profiles",
+        default=None,
+        metavar="PRESET",
+        help="preset from engines/profiles (ladder, wide, sam1024) or a JSON file; default ladder "
+        "when no --profile is given",
+    )
+    build.add_argument("--timing-cache", type=Path, default=None, metavar="FILE")
+    build.add_argument("--plugin", default="auto", choices=["auto", "off"])
+    build.add_argument("--workspace", default=None, metavar="SIZE", help="e.g. 4G, 512M")
+    build.add_argument("--opt-level", type=int, default=None, metavar="N", help="0-5 (default 3)")
+    build.add_argument("--output", type=Path, default=None, metavar="ENGINE")
+    build.add_argument(
+        "--weakly-typed-fp16",
+        action="store_true",
+        help="TensorRT 10.x only: FP32 ONNX built with BuilderFlag.FP16 (no FP32 islands)",
+    )
+    build.add_argument("--tf32", action="store_true", help="allow TF32 in FP32 matmuls")
+    build.add_argument("--prompts", default=None, metavar="MIN:OPT:MAX", help="decoder only")
+    build.add_argument("--points", default=None, metavar="MIN:OPT:MAX", help="decoder only")
+    build.add_argument("--print-trtexec", action="store_true", help="print the trtexec line")
+    build.add_argument("--dry-run", action="store_true", help="print the plan, build nothing")
+    build.add_argument("--verbose", action="store_true", help="TensorRT's INFO messages")
+
+    inspect = commands.add_parser("inspect", help="profiles, I/O and layer precisions of an engine")
+    inspect.add_argument("engine", type=Path, metavar="ENGINE")
+    inspect.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+    run_cmd = commands.add_parser("run", help="encode one image with an encoder engine (GPU)")
+    run_cmd.add_argument("engine", type=Path, metavar="ENGINE")
+    run_cmd.add_argument("--image", type=Path, required=True, metavar="FILE", help=".npy/.png/.jpg")
+    run_cmd.add_argument("--long-side", type=int, default=None, metavar="N", help="resize first")
+    run_cmd.add_argument("--output", type=Path, default=None, metavar="FILE.npy")
+
+    bench = commands.add_parser("bench", help="latency per size (GPU)")
+    bench.add_argument("engine", type=Path, metavar="ENGINE")
+    bench.add_argument("--sizes", nargs="+", required=True, metavar="HxW")
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument("--iterations", type=int, default=50)
+    bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write rows")
+    return parser
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from ..tensorrt.plan import BuildOptions, make_plan
+
+    plan = make_plan(
+        args.model,
+        BuildOptions(
+            profiles=tuple(args.profile),
+            preset=args.profiles,
+            timing_cache=args.timing_cache,
+            plugin=args.plugin,
+            workspace=args.workspace,
+            opt_level=args.opt_level,
+            output=args.output,
+            weak_fp16=args.weakly_typed_fp16,
+            tf32=args.tf32,
+            prompts=args.prompts,
+            points=args.points,
+        ),
+    )
+    if args.dry_run or args.print_trtexec:
+        if args.dry_run:
+            print(plan.describe())
+        if args.print_trtexec:
+            from ..tensorrt.trtexec import trtexec_command
+
+            print(trtexec_command(plan))
+        return 0
+    from ..tensorrt.builder import build_engine
+    from ..tensorrt.trt_import import import_tensorrt
+
+    trt = import_tensorrt()  # before printing anything: without TensorRT, one line and exit 2
+    print(plan.describe())
+    build_engine(plan, trt=trt, verbose=args.verbose)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from ..tensorrt.inspect import inspect_engine
+    from ..tensorrt.manifest import read_engine_manifest
+
+    if args.json:
+        print(json.dumps(read_engine_manifest(args.engine), indent=2))
+    else:
+        print(inspect_engine(args.engine))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..tensorrt.image_input import encoder_input, load_image
+    from ..tensorrt.runtime import TensorRTRunner
+
+    runner = TensorRTRunner(args.engine)
+    runner.activate()
+    if runner.input_names != ["image"]:
+        raise BasamError(f"{args.engine.name} is not an encoder engine: run takes encoder engines")
+    image, (height, width) = encoder_input(load_image(args.image), long_side=args.long_side)
+    profile = runner.select({"image": image.shape})
+    runner.infer({"image": image})  # warm-up: the first run includes lazy initialization
+    start = time.perf_counter()
+    embeddings = runner.infer({"image": image})["image_embeddings"]
+    seconds = time.perf_counter() - start
+    runner.deactivate()
+    print(
+        f"{args.image}: {height}x{width} -> input {image.shape[2]}x{image.shape[3]} (profile "
+        f"#{profile}) -> image_embeddings {tuple(embeddings.shape)} in {seconds * 1000:.1f} ms "
+        f"(mean {embeddings.mean():.4f}, std {embeddings.std():.4f})"
+    )
+    if args.output:
+        np.save(args.output, embeddings)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..artifacts import write_json
+    from ..tensorrt.bench import bench_engine, bench_table
+    from ..tensorrt.profiles import parse_hw
+
+    if args.batch < 1 or args.iterations < 1 or args.warmup < 0:
+        raise BasamError("--batch and --iterations must be >= 1, --warmup >= 0")
+    sizes = [parse_hw(s) for s in args.sizes]
+    rows = bench_engine(args.engine, sizes, args.batch, args.warmup, args.iterations)
+    print(bench_table(rows))
+    if args.json:
+        write_json(args.json, [r.to_json() for r in rows])
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "inspect": cmd_inspect, "run": cmd_run, "bench": cmd_bench}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+def entry() -> None:
+    sys.exit(run(PROG, main))
+
+
+if __name__ == "__main__":
+    entry()
