@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--points", default=None, metavar="MIN:OPT:MAX", help="decoder only")
     build.add_argument("--print-trtexec", action="store_true", help="print the trtexec line")
     build.add_argument("--dry-run", action="store_true", help="print the plan, build nothing")
+    build.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the build, parity of the engine with PyTorch and onnxruntime at every "
+        "profile's min, opt and max (the encoder; the decoder too once both engines exist)",
+    )
     build.add_argument("--verbose", action="store_true", help="TensorRT's INFO messages")
 
     inspect = commands.add_parser("inspect", help="profiles, I/O and layer precisions of an engine")
@@ -114,7 +121,35 @@ def cmd_build(args: argparse.Namespace) -> int:
     trt = import_tensorrt()  # before printing anything: without TensorRT, one line and exit 2
     print(plan.describe())
     build_engine(plan, trt=trt, verbose=args.verbose)
+    if args.check:
+        check_built_engine(plan)
     return 0
+
+
+def check_built_engine(plan) -> None:
+    """Parity of a freshly built engine (and its sibling, once both exist) with PyTorch and
+    onnxruntime at every profile's min, opt and max; raises a one-line BasamError on failure."""
+    from ..artifacts import read_manifest
+    from ..tensorrt.engine_parity import check_engine_parity, sam_from_export
+
+    folder = plan.onnx.parent
+    encoder = plan.output if plan.graph == "encoder" else plan.output.with_name("encoder.engine")
+    decoder = plan.output if plan.graph == "decoder" else plan.output.with_name("decoder.engine")
+    if not encoder.is_file():
+        print(f"parity skipped: build the encoder engine ({encoder.name}) to check the decoder")
+        return
+    reports = check_engine_parity(
+        sam_from_export(read_manifest(folder)),
+        folder,
+        encoder,
+        decoder if decoder.is_file() else None,
+    )
+    for report in reports.values():
+        print(report.table())
+    if not all(report.passed for report in reports.values()):
+        raise BasamError(
+            f"parity check failed for {plan.output}: the engine is kept; see the table above"
+        )
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
