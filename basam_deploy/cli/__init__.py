@@ -6,7 +6,7 @@ anything else is a bug and keeps its traceback.
 
 import argparse
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -31,3 +31,18 @@ def run(
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """'512' or '320x512' (H x W) -> (H, W), for every command's size arguments."""
+    from ..errors import BasamError
+
+    try:
+        parts = [int(p) for p in str(text).lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise BasamError(f"size {text!r} is not N or HxW with positive integers, e.g. 320x512")
+    return parts[0], parts[1]

@@ -7,26 +7,13 @@ model serves every size (multiples of 16, non-square too).
 import argparse
 import sys
 import time
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 
 from .. import BIAS_METRICS, MODEL_CONFIGS, PRESETS, build_sam
 from ..errors import BasamError
-from . import ArgumentParser, run
-
-
-def parse_size(text: str) -> Tuple[int, int]:
-    """'512' or '320x512' (H x W) -> (H, W)."""
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise BasamError(f"size {text!r} is not N or HxW with positive integers, e.g. 320x512")
-    return parts[0], parts[1]
+from . import ArgumentParser, parse_size, run
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,8 +18,7 @@ from ..export.onnx_export import (
     ExportOptions,
     export_onnx,
 )
-from . import ArgumentParser, run
-from .demo import parse_size
+from . import ArgumentParser, parse_size, run
 
 DEFAULT_OUTPUT = Path("export") / "out"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import BasamError
-from . import ArgumentParser, run
+from . import ArgumentParser, parse_size, run
 
 PROG = "basam-trt"
 
@@ -194,11 +194,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..artifacts import write_json
     from ..tensorrt.bench import bench_engine, bench_table
-    from ..tensorrt.profiles import parse_hw
 
     if args.batch < 1 or args.iterations < 1 or args.warmup < 0:
         raise BasamError("--batch and --iterations must be >= 1, --warmup >= 0")
-    sizes = [parse_hw(s) for s in args.sizes]
+    sizes = [parse_size(s) for s in args.sizes]
     rows = bench_engine(args.engine, sizes, args.batch, args.warmup, args.iterations)
     print(bench_table(rows))
     if args.json:

@@ -144,19 +144,6 @@ def parse_triple(text: str, what: str) -> Triple:
     return values  # type: ignore[return-value]
 
 
-def parse_hw(text: str) -> Tuple[int, int]:
-    """'512' or '320x512' (H x W) -> (H, W)."""
-    try:
-        parts = [int(p) for p in str(text).lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise BasamError(f"size {text!r} is not N or HxW with positive integers, e.g. 320x512")
-    return parts[0], parts[1]
-
-
 # Presets ----------------------------------------------------------------------------------------
 
 
