@@ -4,6 +4,7 @@ from .build import build_sam
 from .checkpoint import CheckpointReport, load_checkpoint
 from .configs import BIAS_METRICS, MODEL_CONFIGS, PRESETS
 from .errors import BasamError, BasamWarning
+from .predictor import Prediction, Predictor
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,8 @@ __all__ = [
     "BasamError",
     "BasamWarning",
     "CheckpointReport",
+    "Prediction",
+    "Predictor",
     "build_sam",
     "load_checkpoint",
     "__version__",

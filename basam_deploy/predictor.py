@@ -1,0 +1,344 @@
+"""``Predictor``: segment-anything's ``SamPredictor`` for BA-SAM, on any backend and at any size.
+
+Set an image once (its embedding is computed once), then prompt it many times with points, boxes
+and earlier masks in original-image pixels. Every backend is the same two runners on numpy
+(``basam_deploy.runners``: ``infer(dict) -> dict``): an encoder (``EncoderGraph``: image
+1 3 Hp Wp -> image_embeddings 1 C Hp/16 Wp/16) and a decoder (``DecoderGraph``); the pipeline
+around them (``pipeline.transform``) is shared. Backends: PyTorch (``Predictor(sam)``),
+onnxruntime (``Predictor.from_onnx(folder)``), TensorRT (``Predictor.from_engines(folder)``).
+
+Resize policy (see ``pipeline.transform``): aspect ratio kept; the long side is the image's own
+clamped into the backend's [min, max] (``resolution=None``, the default: no resampling at all when
+the image fits) or ``resolution``; padded bottom/right to multiples of 16 (and up to min).
+"""
+
+from pathlib import Path
+from typing import Any, NamedTuple, Optional, Union
+
+import numpy as np
+
+from .errors import BasamError
+from .export.graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
+from .pipeline.transform import PIXEL_MEAN, PIXEL_STD, ImageTransform
+
+# basam-export's default range: the PyTorch backend accepts what a default export accepts.
+DEFAULT_MAX_SIZE = 4096
+POINT_LABELS = (-1, 0, 1)  # padding (to batch prompts of unequal length), background, foreground
+
+
+class Prediction(NamedTuple):
+    """masks: P C H W bool (float logits with ``return_logits``) at the original image size;
+    iou_predictions: P C; low_res_logits: P C Hp/4 Wp/4 (feed one back as ``mask_input``).
+    C is 3 with ``multimask_output``, else 1."""
+
+    masks: np.ndarray
+    iou_predictions: np.ndarray
+    low_res_logits: np.ndarray
+
+
+class Predictor:
+    """Prompted segmentation of one image at a time.
+
+    sam: a ``BasamSam`` (PyTorch backend, float32 on the CPU). For other backends use
+        ``from_onnx`` / ``from_engines`` (or ``from_runners``).
+    resolution: None = native size with the long side clamped into [min_size, max_size];
+        an int = this long side (inside the range). Read at each ``set_image``.
+    min_size, max_size: the sides the backend accepts (PyTorch: default preset minimum .. 4096).
+    """
+
+    def __init__(
+        self,
+        sam: Any,
+        *,
+        resolution: Optional[int] = None,
+        min_size: Optional[int] = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> None:
+        from .export.graphs import DecoderGraph, EncoderGraph
+        from .runners import TorchRunner
+
+        mean = tuple(sam.pixel_mean.flatten().tolist())
+        std = tuple(sam.pixel_std.flatten().tolist())
+        if not (np.allclose(mean, PIXEL_MEAN) and np.allclose(std, PIXEL_STD)):
+            raise BasamError("this model's pixel_mean/pixel_std differ from SAM's: not supported")
+        patch = sam.patch_size
+        floor = max(patch, sam.image_encoder.preset.min_side)
+        self._setup(
+            TorchRunner(EncoderGraph(sam), ENCODER_INPUTS, ENCODER_OUTPUTS, "torch:encoder"),
+            TorchRunner(DecoderGraph(sam), DECODER_INPUTS, DECODER_OUTPUTS, "torch:decoder"),
+            min_size=floor if min_size is None else min_size,
+            max_size=max_size,
+            multiple_of=patch,
+            resolution=resolution,
+        )
+
+    def _setup(
+        self,
+        encoder: Any,
+        decoder: Any,
+        *,
+        min_size: int,
+        max_size: int,
+        multiple_of: int,
+        resolution: Optional[int],
+    ) -> None:
+        if not 0 < min_size <= max_size or min_size % multiple_of or max_size % multiple_of:
+            raise BasamError(
+                f"size range {min_size}-{max_size} must be multiples of {multiple_of}, min <= max"
+            )
+        self.encoder, self.decoder = encoder, decoder
+        self.min_size, self.max_size, self.multiple_of = min_size, max_size, multiple_of
+        self.resolution = resolution
+        self.transform: Optional[ImageTransform] = None
+        self.embeddings: Optional[np.ndarray] = None  # 1 C Hp/16 Wp/16
+
+    @classmethod
+    def from_runners(
+        cls,
+        encoder: Any,
+        decoder: Any,
+        *,
+        min_size: int,
+        max_size: int,
+        multiple_of: int = 16,
+        resolution: Optional[int] = None,
+    ) -> "Predictor":
+        """Any encoder / decoder runner pair (``infer(dict of numpy) -> dict of numpy`` with the
+        names of ``export.graphs``), accepting H and W in [min_size, max_size]."""
+        predictor = cls.__new__(cls)
+        predictor._setup(
+            encoder,
+            decoder,
+            min_size=min_size,
+            max_size=max_size,
+            multiple_of=multiple_of,
+            resolution=resolution,
+        )
+        return predictor
+
+    @classmethod
+    def from_onnx(
+        cls,
+        folder: Union[str, Path],
+        *,
+        resolution: Optional[int] = None,
+        threads: Optional[int] = None,
+    ) -> "Predictor":
+        """onnxruntime (CPU) on a basam-export folder: encoder.onnx, decoder.onnx and
+        manifest.json, whose ``size_range`` is the range accepted."""
+        from .artifacts import read_manifest
+        from .export.onnx_export import DECODER_FILE, ENCODER_FILE
+        from .runners import OnnxRuntimeRunner
+        from .tensorrt.profiles import SizeRange
+
+        folder = Path(folder)
+        sizes = SizeRange.from_manifest(read_manifest(folder))
+        encoder = OnnxRuntimeRunner(folder / ENCODER_FILE, threads, "onnxruntime:encoder")
+        decoder = OnnxRuntimeRunner(folder / DECODER_FILE, threads, "onnxruntime:decoder")
+        encoder.activate()  # missing or broken files fail here, not at the first image
+        decoder.activate()
+        return cls.from_runners(
+            encoder,
+            decoder,
+            min_size=sizes.min,
+            max_size=sizes.max,
+            multiple_of=sizes.multiple_of,
+            resolution=resolution,
+        )
+
+    @classmethod
+    def from_engines(
+        cls,
+        folder: Union[str, Path],
+        *,
+        resolution: Optional[int] = None,
+        device: int = 0,
+    ) -> "Predictor":
+        """TensorRT on ``folder``/encoder.engine and decoder.engine (basam-trt build, manifests
+        beside them). The accepted range is the span of the encoder's profiles; a size inside
+        the span but in no single profile fails at the encoder with the runner's one-line error."""
+        from .tensorrt.manifest import manifest_profiles, read_engine_manifest
+        from .tensorrt.runtime import TensorRTRunner
+
+        folder = Path(folder)
+        paths = [folder / "encoder.engine", folder / "decoder.engine"]
+        ranges = [p["image"] for p in manifest_profiles(read_engine_manifest(paths[0]))]
+        if not ranges:
+            raise BasamError(f"{paths[0]} has no optimization profile: rebuild the engine")
+        sides = [r.min[2:] + r.max[2:] for r in ranges]  # (min H, min W, max H, max W)
+        encoder = TensorRTRunner(paths[0], "tensorrt:encoder", device)
+        decoder = TensorRTRunner(paths[1], "tensorrt:decoder", device)
+        encoder.activate()  # no TensorRT / GPU / wrong engine: one line here, not later
+        decoder.activate()
+        return cls.from_runners(
+            encoder,
+            decoder,
+            # Sides accepted for both H and W by at least one profile.
+            min_size=min(max(s[0], s[1]) for s in sides),
+            max_size=max(min(s[2], s[3]) for s in sides),
+            resolution=resolution,
+        )
+
+    # -- image -----------------------------------------------------------------------------------
+
+    def set_image(self, image: np.ndarray) -> None:
+        """image: H W 3 uint8 RGB, any size. Plans the transform and runs the encoder once."""
+        if not isinstance(image, np.ndarray):
+            raise BasamError(f"image must be a numpy array H x W x 3, got {type(image).__name__}")
+        if image.dtype != np.uint8:
+            raise BasamError(f"image must be uint8 RGB (0-255), got dtype {image.dtype}")
+        if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+            raise BasamError(f"image must be H x W x 3 (RGB, channels last), got {image.shape}")
+        transform = ImageTransform.plan(
+            image.shape[:2], self.min_size, self.max_size, self.multiple_of, self.resolution
+        )
+        # Forget the previous image first: a failing encoder leaves no stale embedding behind.
+        self.transform = self.embeddings = None
+        out = self.encoder.infer({"image": transform.model_input(image)})
+        self.transform, self.embeddings = transform, out["image_embeddings"]
+
+    def reset_image(self) -> None:
+        self.transform = self.embeddings = None
+
+    def _require_image(self) -> ImageTransform:
+        if self.transform is None:
+            raise BasamError("no image set: call set_image(image) before predict or coordinates")
+        return self.transform
+
+    def to_model_coords(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) x, y original-image pixels -> pixels of the padded model input: pixel centres
+        are kept, ``(xy + 0.5) * (resized / original) - 0.5`` (``DecoderGraph`` adds the 0.5)."""
+        return self._require_image().to_model_coords(xy)
+
+    def to_image_coords(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) x, y model-input pixels -> original-image pixels; inverse of to_model_coords."""
+        return self._require_image().to_image_coords(xy)
+
+    # -- prompts ---------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        point_coords: Optional[np.ndarray] = None,
+        point_labels: Optional[np.ndarray] = None,
+        box: Optional[np.ndarray] = None,
+        mask_input: Optional[np.ndarray] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Prediction:
+        """Masks for P prompts on the current image.
+
+        point_coords: P N 2 (or N 2 for one prompt), x, y original-image pixels in [0, W] x [0, H];
+        point_labels: P N (or N): 1 foreground, 0 background, -1 ignored (pads prompts of unequal
+            length); box: P 4 (or 4), x0 y0 x1 y1 original-image pixels; with points, P must match;
+        mask_input: P 1 Hp/4 Wp/4 (or 1 Hp/4 Wp/4) low-res logits of an earlier ``predict``.
+        Returns a ``Prediction`` (always batched: P first).
+        """
+        transform = self._require_image()
+        coords, labels, prompts = self._points(point_coords, point_labels, transform)
+        boxes = self._boxes(box, transform)
+        if coords is None and boxes is None:
+            raise BasamError("predict needs point_coords or box (mask_input only refines them)")
+        if coords is not None and boxes is not None and len(coords) != len(boxes):
+            raise BasamError(
+                f"{len(coords)} point prompts but {len(boxes)} boxes: give one box per prompt"
+            )
+        if boxes is not None:
+            corners = transform.to_model_coords(boxes.reshape(-1, 2, 2))  # P 2 2
+            corner_labels = np.tile(np.array([[2.0, 3.0]]), (len(boxes), 1))
+            coords = corners if coords is None else np.concatenate([coords, corners], 1)
+            labels = corner_labels if labels is None else np.concatenate([labels, corner_labels], 1)
+        else:
+            # segment-anything's convention without a box: one padding point (0, 0), label -1.
+            coords = np.concatenate([coords, np.zeros((len(coords), 1, 2))], 1)
+            labels = np.concatenate([labels, -np.ones((len(labels), 1))], 1)
+        prompts = len(coords)
+        masks_in, has_mask = self._mask_input(mask_input, prompts, transform)
+
+        out = self.decoder.infer(
+            {
+                "image_embeddings": self.embeddings,
+                "point_coords": coords.astype(np.float32),
+                "point_labels": labels.astype(np.float32),
+                "mask_input": masks_in,
+                "has_mask_input": has_mask,
+            }
+        )
+        # Mask 0 is the single-mask output, 1-3 the multimask ones (segment-anything's slices).
+        chosen = slice(1, 4) if multimask_output else slice(0, 1)
+        low_res = np.ascontiguousarray(out["low_res_masks"][:, chosen], np.float32)
+        iou = np.ascontiguousarray(out["iou_predictions"][:, chosen], np.float32)
+        masks = transform.masks_to_image(low_res)
+        return Prediction(masks if return_logits else masks > 0.0, iou, low_res)
+
+    def _points(self, point_coords, point_labels, transform: ImageTransform):
+        """-> (P N 2 model-input coords, P N labels, P) or (None, None, None)."""
+        if point_coords is None:
+            if point_labels is not None:
+                raise BasamError("point_labels given without point_coords")
+            return None, None, None
+        if point_labels is None:
+            raise BasamError("point_coords given without point_labels (1 fg, 0 bg, -1 ignore)")
+        coords = np.asarray(point_coords, np.float64)
+        labels = np.asarray(point_labels, np.float64)
+        if coords.ndim == 2:  # one prompt, unbatched
+            coords, labels = coords[None], labels[None]
+        if coords.ndim != 3 or coords.shape[-1] != 2 or coords.shape[1] == 0:
+            raise BasamError(
+                f"point_coords must be P x N x 2 (or N x 2), x then y, got {np.shape(point_coords)}"
+            )
+        if labels.shape != coords.shape[:2]:
+            raise BasamError(
+                f"point_labels must be P x N = {coords.shape[:2]} to match point_coords, got "
+                f"{np.shape(point_labels)}"
+            )
+        bad = ~np.isin(labels, POINT_LABELS)
+        if bad.any():
+            raise BasamError(
+                f"point label {labels[bad][0]:g} is not 1 (fg), 0 (bg) or -1 (ignore); "
+                f"give boxes as box=, not as labels 2/3"
+            )
+        self._check_inside(coords[labels != -1], transform, "point_coords")
+        return transform.to_model_coords(coords), labels, len(coords)
+
+    def _boxes(self, box, transform: ImageTransform) -> Optional[np.ndarray]:
+        """-> P 4 original-image boxes (validated) or None."""
+        if box is None:
+            return None
+        boxes = np.asarray(box, np.float64)
+        if boxes.ndim == 1:
+            boxes = boxes[None]
+        if boxes.ndim != 2 or boxes.shape[-1] != 4 or len(boxes) == 0:
+            raise BasamError(f"box must be P x 4 (or 4) as x0 y0 x1 y1, got {np.shape(box)}")
+        if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
+            raise BasamError("box must be x0 y0 x1 y1 with x0 <= x1 and y0 <= y1")
+        self._check_inside(boxes.reshape(-1, 2), transform, "box")
+        return boxes
+
+    @staticmethod
+    def _check_inside(xy: np.ndarray, transform: ImageTransform, what: str) -> None:
+        """Refuse coordinates outside [0, W] x [0, H]: almost always y, x swapped or the wrong
+        image's scale; an error, because a silently wrong mask is worse than none."""
+        height, width = transform.original
+        outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
+        if not np.isfinite(xy).all() or outside.any():
+            x, y = xy[~np.isfinite(xy).all(1) | outside][0]
+            raise BasamError(
+                f"{what} ({x:g}, {y:g}) is outside the {width}x{height} (W x H) image: give x, y "
+                f"in original-image pixels, x in [0, {width}], y in [0, {height}]"
+            )
+
+    @staticmethod
+    def _mask_input(mask_input, prompts: int, transform: ImageTransform):
+        """-> (P 1 Hp/4 Wp/4 float32, P float32 has_mask_input)."""
+        expected = (prompts, 1, *transform.grid)
+        if mask_input is None:
+            return np.zeros(expected, np.float32), np.zeros(prompts, np.float32)
+        masks = np.asarray(mask_input, np.float32)
+        if masks.ndim == 3 and prompts == 1:
+            masks = masks[None]
+        if masks.shape != expected:
+            raise BasamError(
+                f"mask_input must be P x 1 x Hp/4 x Wp/4 = {expected} for this image and "
+                f"{prompts} prompt(s) (one low_res_logits mask per prompt), got {np.shape(mask_input)}"
+            )
+        return masks, np.ones(prompts, np.float32)

@@ -1,0 +1,337 @@
+"""``Predictor``: what an embedding application relies on, on the PyTorch and onnxruntime backends
+(TensorRT where it is installed)."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import randomize_
+
+from basam_deploy import BasamError, build_sam
+from basam_deploy.export.onnx_export import ExportOptions, export_onnx
+from basam_deploy.pipeline.transform import ImageTransform
+from basam_deploy.predictor import Predictor
+from basam_deploy.tensorrt.trt_import import tensorrt_available
+
+SIZE = (300, 517)  # H x W: non-square, neither side a multiple of 16
+
+
+def relative_error(actual, expected) -> float:
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+def mask_iou(a, b) -> float:
+    """IoU of two boolean mask sets, pooled over all their pixels (random weights give some
+    masks of a few pixels or none, whose own IoU says nothing)."""
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def nontrivial(masks) -> int:
+    """How many of P C H W masks cover between 1% and 99% of the image."""
+    coverage = masks.reshape(-1, masks.shape[-2] * masks.shape[-1]).mean(1)
+    return int(((coverage > 0.01) & (coverage < 0.99)).sum())
+
+
+def make_image(height, width, seed=0):
+    """A smooth random RGB image (blobs, so that masks have structure), uint8 H W 3."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, 6, 9, generator=g) * 255
+    image = torch.nn.functional.interpolate(coarse, (height, width), mode="bicubic")
+    return image[0].permute(1, 2, 0).clamp(0, 255).round().to(torch.uint8).numpy()
+
+
+@pytest.fixture(scope="module")
+def sam():
+    return randomize_(build_sam("tiny", "basam"), seed=5)
+
+
+@pytest.fixture(scope="module")
+def onnx_folder(sam, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("predictor") / "export"
+    export_onnx(sam, folder, ExportOptions(max_size=1024, check=False), progress=lambda s: None)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image():
+    return make_image(*SIZE)
+
+
+# -- resize policy and coordinates ----------------------------------------------------------------
+
+
+def test_resize_policy_keeps_aspect_pads_to_16_and_clamps_into_range():
+    # Native size when it fits: no resampling, only padding.
+    t = ImageTransform.plan((300, 517), 256, 1024, 16)
+    assert (t.resized, t.padded) == ((300, 517), (304, 528))
+    # Too large: long side clamped to max, aspect kept (to rounding).
+    t = ImageTransform.plan((1500, 3000), 256, 1024, 16)
+    assert (t.resized, t.padded) == ((512, 1024), (512, 1024))
+    # Too small: long side raised to min; a short side below min is padded up to it.
+    t = ImageTransform.plan((50, 100), 256, 1024, 16)
+    assert (t.resized, t.padded) == ((128, 256), (256, 256))
+    # A fixed long side.
+    t = ImageTransform.plan((300, 517), 256, 1024, 16, resolution=400)
+    assert (t.resized, t.padded) == ((232, 400), (256, 400))  # 232 -> 240 -> min 256
+
+
+@pytest.mark.parametrize("original", [(300, 517), (517, 300), (1500, 777)])
+def test_coordinate_mapping_round_trips_and_keeps_corners_and_centre(original):
+    t = ImageTransform.plan(original, 256, 1024, 16, resolution=640)
+    (h, w), (height, width) = t.resized, original
+    xy = np.random.default_rng(0).uniform(0, [width, height], size=(7, 5, 2))
+    np.testing.assert_allclose(t.to_image_coords(t.to_model_coords(xy)), xy, rtol=0, atol=1e-9)
+    # Pixel-index convention: the image's outer edges are -0.5 and W - 0.5; they land on the
+    # resized image's edges, and the centre on the resized centre (the padding is beyond them).
+    edges = np.array(
+        [[-0.5, -0.5], [width - 0.5, height - 0.5], [(width - 1) / 2, (height - 1) / 2]]
+    )
+    expected = np.array([[-0.5, -0.5], [w - 0.5, h - 0.5], [(w - 1) / 2, (h - 1) / 2]])
+    np.testing.assert_allclose(t.to_model_coords(edges), expected, rtol=0, atol=1e-9)
+
+
+def test_native_size_coordinates_are_the_identity(sam, image):
+    predictor = Predictor(sam)
+    predictor.set_image(image)
+    xy = np.array([[10.0, 20.0], [516.0, 299.0]])
+    np.testing.assert_array_equal(predictor.to_model_coords(xy), xy)
+    np.testing.assert_array_equal(predictor.to_image_coords(xy), xy)
+
+
+# -- PyTorch predictor against the model itself ---------------------------------------------------
+
+
+@pytest.mark.parametrize("resolution", [None, 400], ids=["native", "resized"])
+def test_torch_predictor_equals_sam_forward(sam, image, resolution):
+    """Tolerance: 1e-5 relative on low-res logits, IoU predictions and full-size logits."""
+    predictor = Predictor(sam, resolution=resolution)
+    predictor.set_image(image)
+    t = predictor.transform
+    points = np.array([[[100.0, 80.0], [400.0, 200.0]], [[250.0, 150.0], [30.0, 280.0]]])
+    labels = np.array([[1, 0], [1, 1]])
+    boxes = np.array([[20.0, 30.0, 300.0, 250.0], [200.0, 10.0, 510.0, 290.0]])
+    resized = t.resize_image(image)  # 3 h w float, what sam.forward normalizes and pads itself
+
+    for multimask, prompts, record in [
+        (
+            True,
+            {"point_coords": points, "point_labels": labels},
+            {
+                "point_coords": torch.tensor(t.to_model_coords(points), dtype=torch.float32),
+                "point_labels": torch.tensor(labels),
+            },
+        ),
+        (
+            False,
+            {"point_coords": points, "point_labels": labels, "box": boxes},
+            {
+                "point_coords": torch.tensor(t.to_model_coords(points), dtype=torch.float32),
+                "point_labels": torch.tensor(labels),
+                "boxes": torch.tensor(
+                    t.to_model_coords(boxes.reshape(2, 2, 2)).reshape(2, 4), dtype=torch.float32
+                ),
+            },
+        ),
+    ]:
+        ours = predictor.predict(**prompts, multimask_output=multimask, return_logits=True)
+        with torch.no_grad():
+            ref = sam(
+                [{"image": resized, "original_size": SIZE, **record}], multimask_output=multimask
+            )[0]
+        sam_logits = sam.postprocess_masks(ref["low_res_logits"], resized.shape[-2:], SIZE)
+        assert relative_error(ours.low_res_logits, ref["low_res_logits"]) < 1e-5
+        assert relative_error(ours.iou_predictions, ref["iou_predictions"]) < 1e-5
+        assert relative_error(ours.masks, sam_logits) < 1e-5
+        assert ours.masks.shape == (2, 3 if multimask else 1, *SIZE)
+
+
+# -- onnxruntime against PyTorch -------------------------------------------------------------------
+
+
+def test_onnxruntime_predictor_matches_torch_predictor(sam, onnx_folder, image):
+    """Tolerances: mask IoU >= 0.98 (pooled per call), logits relative error < 1e-4."""
+    torch_p, onnx_p = Predictor(sam, min_size=256, max_size=1024), Predictor.from_onnx(onnx_folder)
+    assert (onnx_p.min_size, onnx_p.max_size) == (256, 1024)
+    for p in (torch_p, onnx_p):
+        p.set_image(image)
+    rng = np.random.default_rng(1)
+    points = rng.uniform(0, [516, 299], size=(3, 2, 2))  # batched: P = 3
+    cases = {
+        "point": dict(point_coords=points[0, :1], point_labels=np.array([1])),
+        "box": dict(box=np.array([40.0, 30.0, 350.0, 260.0])),
+        "batched": dict(point_coords=points, point_labels=np.array([[1, 0], [1, 1], [1, -1]])),
+        "batched+box": dict(
+            point_coords=points,
+            point_labels=np.ones((3, 2)),
+            box=np.array([[0, 0, 200, 100], [100, 50, 517, 300], [10, 10, 400, 290.0]]),
+        ),
+    }
+    checked = 0
+    for name, prompt in cases.items():
+        for multimask in (True, False):
+            a = torch_p.predict(**prompt, multimask_output=multimask)
+            b = onnx_p.predict(**prompt, multimask_output=multimask)
+            assert a.masks.shape == b.masks.shape, name
+            assert relative_error(b.low_res_logits, a.low_res_logits) < 1e-4, name
+            assert relative_error(b.iou_predictions, a.iou_predictions) < 1e-4, name
+            assert mask_iou(a.masks, b.masks) >= 0.98, name
+            checked += nontrivial(a.masks)
+    assert checked >= 5  # the IoUs are about real masks, not empty or full ones
+
+    # mask_input round trip: the best mask of each prompt, fed back.
+    first = [p.predict(**cases["batched"]) for p in (torch_p, onnx_p)]
+    best = first[0].iou_predictions.argmax(1)
+    again = [
+        p.predict(
+            **cases["batched"],
+            mask_input=f.low_res_logits[np.arange(3), best][:, None],
+            multimask_output=False,
+        )
+        for p, f in zip((torch_p, onnx_p), first)
+    ]
+    assert again[0].low_res_logits.shape == (3, 1, *torch_p.transform.grid)
+    assert relative_error(again[1].low_res_logits, again[0].low_res_logits) < 1e-4
+    assert mask_iou(again[0].masks, again[1].masks) >= 0.98
+    # ... and the mask input is used: the result differs from the prompt without it.
+    without = torch_p.predict(**cases["batched"], multimask_output=False)
+    assert relative_error(without.low_res_logits, again[0].low_res_logits) > 1e-3
+
+
+# -- one embedding per image -----------------------------------------------------------------------
+
+
+class CountingRunner:
+    def __init__(self, runner):
+        self.runner, self.calls = runner, 0
+
+    def infer(self, feed):
+        self.calls += 1
+        return self.runner.infer(feed)
+
+
+def test_embedding_is_computed_once_per_set_image(sam, image):
+    predictor = Predictor(sam)
+    predictor.encoder = counter = CountingRunner(predictor.encoder)
+    predictor.set_image(image)
+    for _ in range(3):
+        predictor.predict(point_coords=[[50, 60]], point_labels=[1])
+    predictor.predict(box=[0, 0, 100, 100])
+    assert counter.calls == 1
+    predictor.set_image(image[:200])
+    predictor.predict(point_coords=[[50, 60]], point_labels=[1])
+    assert counter.calls == 2
+
+
+def test_second_image_of_another_size_equals_a_fresh_predictor(sam, image):
+    """Tolerance: 1e-6 relative (same backend, same inputs)."""
+    other = make_image(413, 250, seed=3)
+    prompt = dict(point_coords=[[120, 300], [20, 40]], point_labels=[1, 0])
+    reused = Predictor(sam)
+    reused.set_image(image)
+    reused.predict(**prompt)
+    reused.set_image(other)
+    fresh = Predictor(sam)
+    fresh.set_image(other)
+    a, b = reused.predict(**prompt), fresh.predict(**prompt)
+    assert a.masks.shape == (1, 3, 413, 250)
+    assert relative_error(a.low_res_logits, b.low_res_logits) < 1e-6
+    np.testing.assert_array_equal(a.masks, b.masks)
+
+
+# -- user errors -----------------------------------------------------------------------------------
+
+
+def _errors(sam, image, onnx_folder):
+    ok = Predictor(sam)
+    ok.set_image(image)
+    grid = ok.transform.grid
+    return {
+        "predict before set_image": (lambda: Predictor(sam).predict(box=[0, 0, 9, 9]), "set_image"),
+        "coords before set_image": (lambda: Predictor(sam).to_model_coords([1, 2]), "set_image"),
+        "float image": (lambda: ok.set_image(image.astype(np.float32)), "uint8"),
+        "grey image": (lambda: ok.set_image(image[..., 0]), "H x W x 3"),
+        "channels first": (lambda: ok.set_image(image.transpose(2, 0, 1).copy()), "H x W x 3"),
+        "not an array": (lambda: ok.set_image([[1, 2, 3]]), "numpy"),
+        "no prompt": (lambda: ok.predict(), "point_coords or box"),
+        "labels without points": (lambda: ok.predict(point_labels=[1]), "without point_coords"),
+        "points without labels": (
+            lambda: ok.predict(point_coords=[[1, 2]]),
+            "without point_labels",
+        ),
+        "label count": (
+            lambda: ok.predict(point_coords=[[1, 2], [3, 4]], point_labels=[1]),
+            "point_labels",
+        ),
+        "prompt counts": (
+            lambda: ok.predict(
+                point_coords=np.ones((2, 1, 2)),
+                point_labels=np.ones((2, 1)),
+                box=[[0, 0, 5, 5]] * 3,
+            ),
+            "2 point prompts but 3 boxes",
+        ),
+        "box label": (lambda: ok.predict(point_coords=[[1, 2]], point_labels=[2]), "box="),
+        "point outside": (
+            lambda: ok.predict(point_coords=[[600, 20]], point_labels=[1]),
+            "outside",
+        ),
+        "y x swapped": (lambda: ok.predict(point_coords=[[20, 400]], point_labels=[1]), "outside"),
+        "box outside": (lambda: ok.predict(box=[-10, 0, 50, 50]), "outside"),
+        "inverted box": (lambda: ok.predict(box=[50, 0, 10, 50]), "x0 <= x1"),
+        "box shape": (lambda: ok.predict(box=[0, 0, 5]), "P x 4"),
+        "mask shape": (
+            lambda: ok.predict(box=[0, 0, 9, 9], mask_input=np.zeros((1, 1, grid[0], grid[1] + 4))),
+            "mask_input",
+        ),
+        "mask count": (
+            lambda: ok.predict(box=[0, 0, 9, 9], mask_input=np.zeros((2, 1, *grid))),
+            "mask_input",
+        ),
+        "resolution outside range": (
+            lambda: Predictor.from_onnx(onnx_folder, resolution=2048).set_image(image),
+            "outside this backend's size range 256-1024",
+        ),
+        "no export": (lambda: Predictor.from_onnx(onnx_folder / "missing"), "manifest.json"),
+    }
+
+
+def test_every_user_error_is_one_line(sam, image, onnx_folder):
+    for name, (call, words) in _errors(sam, image, onnx_folder).items():
+        with pytest.raises(BasamError) as info:
+            call()
+        message = str(info.value)
+        assert words in message and "\n" not in message, f"{name}: {message}"
+
+
+# -- TensorRT --------------------------------------------------------------------------------------
+
+
+def _cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+# Marks apply bottom-up: the TensorRT reason is the one reported where both are missing.
+@pytest.mark.skipif(not _cuda(), reason="needs an NVIDIA GPU and a CUDA build of PyTorch")
+@pytest.mark.skipif(
+    not tensorrt_available(),
+    reason="needs TensorRT >= 10.9 (pip install 'tensorrt>=10.9', see docs/tensorrt.md)",
+)
+def test_tensorrt_predictor_matches_torch_predictor(sam, onnx_folder, image):
+    """Tolerances: mask IoU >= 0.98, low-res logits relative error < 1e-3 (FP32 engines, TF32)."""
+    from basam_deploy.tensorrt.builder import build_engine
+    from basam_deploy.tensorrt.plan import BuildOptions, make_plan
+
+    for graph in ("encoder", "decoder"):
+        plan = make_plan(
+            onnx_folder / f"{graph}.onnx", BuildOptions(profiles=("1x256x256:1x512x512:1x640x640",))
+        )
+        build_engine(plan, emit=lambda s: None)
+    trt_p = Predictor.from_engines(onnx_folder)
+    torch_p = Predictor(sam, min_size=256, max_size=640)
+    prompt = dict(point_coords=[[100, 80], [400, 200]], point_labels=[1, 0], box=[20, 30, 300, 250])
+    results = []
+    for p in (torch_p, trt_p):
+        p.set_image(image)
+        results.append(p.predict(**prompt))
+    assert relative_error(results[1].low_res_logits, results[0].low_res_logits) < 1e-3
+    assert mask_iou(results[0].masks, results[1].masks) >= 0.98
