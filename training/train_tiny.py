@@ -1,0 +1,211 @@
+"""Train the embedded default model, ``build_sam("tiny", "basam")``, from scratch on synthetic scenes.
+
+    python training/train_tiny.py --minutes 20 --steps 2600 \\
+        --output basam_deploy/weights/tiny_basam.pth
+
+Prompts as in SAM's training: per image a few target instances, each prompted with 1-3 points
+inside it (sometimes plus a background point) or with a jittered box. A single point is ambiguous,
+so it gets the three multimask outputs and only the best one is trained (SAM's min-over-outputs
+loss); every other prompt trains the single-mask output. Loss: BCE + dice on the low-res logits
+upsampled to the image (as SAM upsamples them), plus MSE of the IoU head against the real IoU of
+each output.
+
+Reproducible for a given ``--seed`` and ``--steps``: the learning-rate schedule is defined by
+``--steps``, and ``--minutes`` is only a safety stop (a run that hits it says so and is not the
+same as a run that finished its steps).
+"""
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import make_scene  # noqa: E402
+
+from basam_deploy import build_sam  # noqa: E402
+
+TRAIN_SIZE = 256  # tiny's pre-training size: the encoder's n0 and stored tables are for it
+TRAIN_SEED_BASE = 0  # scene seeds seed*10^6 + i; evaluation uses a disjoint range
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--output", default="basam_deploy/weights/tiny_basam.pth")
+    p.add_argument("--minutes", type=float, default=20.0, help="wall-clock safety stop")
+    p.add_argument("--steps", type=int, default=2600, help="optimizer steps (defines the schedule)")
+    p.add_argument("--batch", type=int, default=8, help="images per step")
+    p.add_argument("--targets", type=int, default=4, help="prompted instances per image")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--save-every", type=int, default=250)
+    return p.parse_args()
+
+
+def sample_prompts(rng: np.random.Generator, masks: list, targets: int):
+    """Prompts for up to ``targets`` instances of one image, one prompt type for all of them
+    (the decoder takes one tensor of points per image, so the point count must match).
+
+    Returns (kind, coords K N 2 or None, labels K N or None, boxes K 4 or None, gt K H W)."""
+    chosen = rng.choice(len(masks), size=min(targets, len(masks)), replace=False)
+    gt = np.stack([masks[i] for i in chosen])
+    size = gt.shape[-1]
+    if rng.random() < 0.3:
+        boxes = []
+        for m in gt:
+            ys, xs = np.nonzero(m)
+            box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+            side = max(box[2] - box[0], box[3] - box[1])
+            # SAM jitters boxes by ~10% of the side (max 20 px at 1024 px).
+            box += rng.normal(0, 0.05 * side, 4).astype(np.float32)
+            boxes.append(np.clip(box, 0, size))
+        return "box", None, None, np.stack(boxes), gt
+    n_fg = int(rng.choice([1, 1, 2, 3]))
+    with_bg = n_fg > 1 and rng.random() < 0.3
+    coords, labels = [], []
+    for m in gt:
+        ys, xs = np.nonzero(m)
+        pick = rng.integers(0, len(xs), n_fg)
+        pts = [np.stack([xs[pick], ys[pick]], 1)]
+        lab = [np.ones(n_fg)]
+        if with_bg:
+            bys, bxs = np.nonzero(~m)
+            b = rng.integers(0, len(bxs))
+            pts.append(np.array([[bxs[b], bys[b]]]))
+            lab.append(np.zeros(1))
+        coords.append(np.concatenate(pts).astype(np.float32))
+        labels.append(np.concatenate(lab).astype(np.float32))
+    kind = "point1" if n_fg == 1 and not with_bg else "points"
+    return kind, np.stack(coords), np.stack(labels), None, gt
+
+
+def mask_losses(logits: torch.Tensor, gt: torch.Tensor):
+    """logits, gt: K C H W. Returns per-output BCE + dice (K C) and the real IoU (K C)."""
+    bce = F.binary_cross_entropy_with_logits(logits, gt, reduction="none").mean((-2, -1))
+    prob = logits.sigmoid()
+    inter = (prob * gt).sum((-2, -1))
+    dice = 1 - (2 * inter + 1) / (prob.sum((-2, -1)) + gt.sum((-2, -1)) + 1)
+    with torch.no_grad():
+        hard = logits > 0
+        real_inter = (hard & (gt > 0.5)).sum((-2, -1)).float()
+        union = (hard | (gt > 0.5)).sum((-2, -1)).float()
+        iou = real_inter / union.clamp(min=1)
+    return bce + dice, iou
+
+
+def train_step(sam, images: torch.Tensor, prompts: list):
+    """One forward over a batch: returns (loss, mean IoU of the trained outputs)."""
+    embeddings = sam.image_encoder(torch.stack([sam.preprocess(im) for im in images]))
+    size = (images.shape[-2], images.shape[-1])
+    image_pe = sam.prompt_encoder.get_dense_pe(size)
+    losses, ious = [], []
+    for embedding, (kind, coords, labels, boxes, gt) in zip(embeddings, prompts):
+        points = None
+        if coords is not None:
+            points = (torch.from_numpy(coords), torch.from_numpy(labels))
+        box_t = torch.from_numpy(boxes) if boxes is not None else None
+        sparse, dense = sam.prompt_encoder(points=points, boxes=box_t, masks=None, image_size=size)
+        multimask = kind == "point1"
+        low_res, iou_pred = sam.mask_decoder(
+            image_embeddings=embedding.unsqueeze(0),
+            image_pe=image_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+        logits = F.interpolate(low_res, size, mode="bilinear", align_corners=False)
+        target = torch.from_numpy(gt).float().unsqueeze(1).expand_as(logits)
+        per_output, real_iou = mask_losses(logits, target)
+        best = per_output.argmin(1, keepdim=True)  # min over the multimask outputs (C = 1: itself)
+        mask_loss = per_output.gather(1, best).mean()
+        iou_loss = F.mse_loss(iou_pred, real_iou)
+        losses.append(mask_loss + iou_loss)
+        ious.append(real_iou.gather(1, best).mean())
+    return torch.stack(losses).mean(), torch.stack(ious).mean().item()
+
+
+def save_atomic(sam, path: Path) -> None:
+    """float16 state dict written to a temp file and renamed: a killed run never leaves a
+    truncated checkpoint behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in sam.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    sam = build_sam("tiny", "basam")
+    sam.train()
+    params = [p for p in sam.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+
+    def lr_at(step: int) -> float:
+        # Linear warm-up, then cosine to 5% over the planned steps.
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        t = (step - args.warmup) / max(1, args.steps - args.warmup)
+        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+    output = Path(args.output)
+    start = time.time()
+    running_loss = running_iou = None
+    scene = 0
+    step = 0
+    for step in range(args.steps):
+        if time.time() - start > args.minutes * 60:
+            print(f"time budget of {args.minutes} min reached at step {step}/{args.steps}")
+            break
+        images, prompts = [], []
+        while len(images) < args.batch:
+            image, masks = make_scene(args.seed * 1_000_000 + TRAIN_SEED_BASE + scene, TRAIN_SIZE)
+            scene += 1
+            if not masks:
+                continue
+            images.append(torch.from_numpy(image).permute(2, 0, 1).float())
+            prompts.append(sample_prompts(rng, masks, args.targets))
+        for group in optim.param_groups:
+            group["lr"] = lr_at(step)
+        loss, iou = train_step(sam, torch.stack(images), prompts)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        running_loss = (
+            loss.item() if running_loss is None else 0.95 * running_loss + 0.05 * loss.item()
+        )
+        running_iou = iou if running_iou is None else 0.95 * running_iou + 0.05 * iou
+        if step % args.log_every == 0 or step == args.steps - 1:
+            print(
+                f"step {step:5d}  loss {running_loss:.4f}  iou {running_iou:.3f}  "
+                f"lr {lr_at(step):.2e}  elapsed {time.time() - start:6.0f}s",
+                flush=True,
+            )
+        if (step + 1) % args.save_every == 0:
+            save_atomic(sam, output)
+    else:
+        step = args.steps
+    sam.eval()
+    save_atomic(sam, output)
+    print(
+        f"done: {step} steps, {scene} scenes, {time.time() - start:.0f}s, "
+        f"{output} ({output.stat().st_size / 1e6:.1f} MB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
