@@ -79,6 +79,13 @@ def check_output_folder(folder: Path, tool: str) -> None:
     )
 
 
+def _make_ordinary(path: Path, mode: int) -> None:
+    """Give a path made by mkdtemp/mkstemp the permissions of a freshly created one (mode & ~umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(mode & ~umask)
+
+
 @contextmanager
 def staged_folder(destination: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``destination``; on success it replaces ``destination``.
@@ -88,9 +95,7 @@ def staged_folder(destination: Path) -> Iterator[Path]:
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+    _make_ordinary(staging, 0o777)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield staging
     except BaseException:
@@ -118,9 +123,7 @@ def staged_file(destination: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
     os.close(fd)
     staging = Path(name)
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+    _make_ordinary(staging, 0o666)  # mkstemp makes it private; the result is an ordinary file
     try:
         yield staging
     except BaseException:
