@@ -43,7 +43,9 @@ class CheckpointReport:
 
 
 def _numpy_scalar_globals() -> list:
-    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+    # numpy 2 renamed numpy.core to numpy._core; numpy 1.26 already has a numpy._core, but
+    # without multiarray, so the attribute decides, not the module's presence.
+    core = np._core if hasattr(getattr(np, "_core", None), "multiarray") else np.core
     dtypes = [np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_]
     return [core.multiarray.scalar, np.dtype] + [type(np.dtype(t)) for t in dtypes]
 

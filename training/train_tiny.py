@@ -47,9 +47,40 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--workers", type=int, default=0, help="scene-drawing processes (0: in the main process)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (same recipe, same scene stream)")
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--save-every", type=int, default=250)
     return p.parse_args()
+
+
+class SceneStream(torch.utils.data.IterableDataset):
+    """Scene i of the run, with its prompts, in order i = 0, 1, 2, ...: (i, image, prompts), or
+    (i, None, None) for a scene with no instance.
+
+    Worker w of n draws scenes w, w + n, ...; the DataLoader takes one item from each worker in
+    turn, so the stream (and the run) is the same for any number of workers. Empty scenes are
+    passed through rather than skipped for the same reason."""
+
+    def __init__(self, seed: int, targets: int) -> None:
+        self.seed = seed
+        self.targets = targets
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        index, step = (0, 1) if info is None else (info.id, info.num_workers)
+        while True:
+            scene_seed = self.seed * 1_000_000 + TRAIN_SEED_BASE + index
+            image, masks = make_scene(scene_seed, TRAIN_SIZE)
+            if masks:
+                rng = np.random.default_rng([self.seed, index])
+                prompts = sample_prompts(rng, masks, self.targets)
+                yield index, torch.from_numpy(image).permute(2, 0, 1).float(), prompts
+            else:
+                yield index, None, None
+            index += step
 
 
 def sample_prompts(rng: np.random.Generator, masks: list, targets: int):
@@ -105,6 +136,7 @@ def mask_losses(logits: torch.Tensor, gt: torch.Tensor):
 
 def train_step(sam, images: torch.Tensor, prompts: list):
     """One forward over a batch: returns (loss, mean IoU of the trained outputs)."""
+    device = images.device
     embeddings = sam.image_encoder(torch.stack([sam.preprocess(im) for im in images]))
     size = (images.shape[-2], images.shape[-1])
     image_pe = sam.prompt_encoder.get_dense_pe(size)
@@ -112,8 +144,8 @@ def train_step(sam, images: torch.Tensor, prompts: list):
     for embedding, (kind, coords, labels, boxes, gt) in zip(embeddings, prompts):
         points = None
         if coords is not None:
-            points = (torch.from_numpy(coords), torch.from_numpy(labels))
-        box_t = torch.from_numpy(boxes) if boxes is not None else None
+            points = (torch.from_numpy(coords).to(device), torch.from_numpy(labels).to(device))
+        box_t = torch.from_numpy(boxes).to(device) if boxes is not None else None
         sparse, dense = sam.prompt_encoder(points=points, boxes=box_t, masks=None, image_size=size)
         multimask = kind == "point1"
         low_res, iou_pred = sam.mask_decoder(
@@ -124,21 +156,23 @@ def train_step(sam, images: torch.Tensor, prompts: list):
             multimask_output=multimask,
         )
         logits = F.interpolate(low_res, size, mode="bilinear", align_corners=False)
-        target = torch.from_numpy(gt).float().unsqueeze(1).expand_as(logits)
+        target = torch.from_numpy(gt).to(device).float().unsqueeze(1).expand_as(logits)
         per_output, real_iou = mask_losses(logits, target)
         best = per_output.argmin(1, keepdim=True)  # min over the multimask outputs (C = 1: itself)
         mask_loss = per_output.gather(1, best).mean()
         iou_loss = F.mse_loss(iou_pred, real_iou)
         losses.append(mask_loss + iou_loss)
         ious.append(real_iou.gather(1, best).mean())
-    return torch.stack(losses).mean(), torch.stack(ious).mean().item()
+    return torch.stack(losses).mean(), torch.stack(ious).mean()
 
 
 def save_atomic(sam, path: Path) -> None:
     """float16 state dict written to a temp file and renamed: a killed run never leaves a
     truncated checkpoint behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in sam.state_dict().items()}
+    state = {
+        k: (v.half() if v.is_floating_point() else v).cpu() for k, v in sam.state_dict().items()
+    }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -148,8 +182,8 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    sam = build_sam("tiny", "basam")
+    device = torch.device(args.device)
+    sam = build_sam("tiny", "basam").to(device)
     sam.train()
     params = [p for p in sam.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
@@ -163,7 +197,18 @@ def main() -> None:
 
     output = Path(args.output)
     start = time.time()
-    running_loss = running_iou = None
+    # Mean loss and IoU over the steps since the last log line.
+    window_loss = window_iou = torch.zeros((), device=device)
+    window = 0
+    stream = iter(
+        torch.utils.data.DataLoader(
+            SceneStream(args.seed, args.targets),
+            batch_size=None,
+            num_workers=args.workers,
+            collate_fn=lambda item: item,  # prompts are ragged numpy tuples: keep them as they are
+            prefetch_factor=4 if args.workers else None,
+        )
+    )
     scene = 0
     step = 0
     for step in range(args.steps):
@@ -172,26 +217,28 @@ def main() -> None:
             break
         images, prompts = [], []
         while len(images) < args.batch:
-            image, masks = make_scene(args.seed * 1_000_000 + TRAIN_SEED_BASE + scene, TRAIN_SIZE)
+            scene, image, scene_prompts = next(stream)
             scene += 1
-            if not masks:
-                continue
-            images.append(torch.from_numpy(image).permute(2, 0, 1).float())
-            prompts.append(sample_prompts(rng, masks, args.targets))
+            if image is not None:
+                images.append(image)
+                prompts.append(scene_prompts)
         for group in optim.param_groups:
             group["lr"] = lr_at(step)
-        loss, iou = train_step(sam, torch.stack(images), prompts)
+        loss, iou = train_step(sam, torch.stack(images).to(device), prompts)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
-        running_loss = (
-            loss.item() if running_loss is None else 0.95 * running_loss + 0.05 * loss.item()
-        )
-        running_iou = iou if running_iou is None else 0.95 * running_iou + 0.05 * iou
+        # Summed on the device: .item() would synchronize a GPU every step.
+        window_loss = window_loss + loss.detach()
+        window_iou = window_iou + iou
+        window += 1
         if step % args.log_every == 0 or step == args.steps - 1:
+            mean_loss, mean_iou = (window_loss / window).item(), (window_iou / window).item()
+            window_loss = window_iou = torch.zeros((), device=device)
+            window = 0
             print(
-                f"step {step:5d}  loss {running_loss:.4f}  iou {running_iou:.3f}  "
+                f"step {step:5d}  loss {mean_loss:.4f}  iou {mean_iou:.3f}  "
                 f"lr {lr_at(step):.2e}  elapsed {time.time() - start:6.0f}s",
                 flush=True,
             )
