@@ -106,7 +106,8 @@ class ImageTransform:
 
     def resize_image(self, image: np.ndarray) -> torch.Tensor:
         """H W 3 uint8 RGB -> 3 h w float32 (0-255, not normalized), antialiased bilinear."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        # np.require copies only an array torch cannot wrap (a read-only one, e.g. from PIL).
+        x = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1).float()
         if self.resized == self.original:
             return x
         return F.interpolate(

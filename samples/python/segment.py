@@ -1,0 +1,169 @@
+"""Segment one image from point / box prompts and write the mask over it as a PNG.
+
+    python samples/python/segment.py samples/images/shapes.jpg --point 300,46
+    python samples/python/segment.py samples/images/chelsea.jpg --point 220,120 \\
+        --backend onnxruntime --onnx export/onnx --output cat.png --mask-output cat_mask.png
+
+Backends: ``torch`` (the model built in process: ``--model`` / ``--preset`` / ``--checkpoint``,
+default the package's embedded tiny model), ``onnxruntime`` (a ``basam-export`` folder, default
+``export/onnx``, the folder the README's first command writes) and ``tensorrt`` (a
+``basam-trt build`` folder, default ``engines/out``; needs a GPU and TensorRT). Everything goes
+through ``basam_deploy.Predictor``: the image is encoded once at its own size (rounded to a
+multiple of 16, within the backend's range) and prompts are in original-image pixels.
+"""
+
+import sys
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from basam_deploy import BasamError, Predictor, build_sam
+from basam_deploy.cli import ArgumentParser, run
+
+DEFAULT_ONNX = Path("export/onnx")
+DEFAULT_ENGINES = Path("engines/out")
+MASK_COLOUR = np.array([30, 144, 255], np.float32)  # segment-anything's demo blue
+MASK_ALPHA = 0.55
+
+
+def parse_xy(text: str, count: int, what: str) -> Tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        example = "120,80" if count == 2 else "10,20,200,160"
+        raise BasamError(f"{what} {text!r} needs {count} comma-separated numbers, e.g. {example}")
+    return values
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="segment.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("image", type=Path, help="an RGB or grey image (PNG, JPEG, ...)")
+    p.add_argument(
+        "--point", action="append", default=[], metavar="X,Y", help="foreground point (repeat)"
+    )
+    p.add_argument(
+        "--background", action="append", default=[], metavar="X,Y", help="background point"
+    )
+    p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="box prompt in pixels")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--model", default="tiny", help="torch backend: model name")
+    p.add_argument("--preset", default="basam", help="torch backend: sam, basam, basam-official")
+    p.add_argument(
+        "--checkpoint", default="default", help="torch backend: a path, or 'default' (embedded)"
+    )
+    p.add_argument("--onnx", type=Path, default=DEFAULT_ONNX, help="onnxruntime: export folder")
+    p.add_argument("--engines", type=Path, default=DEFAULT_ENGINES, help="tensorrt: engine folder")
+    p.add_argument(
+        "--resolution", type=int, default=None, help="long side to run at (default: native)"
+    )
+    p.add_argument(
+        "--single-mask",
+        action="store_true",
+        help="one mask even for a lone point (default: best of three for a lone point)",
+    )
+    p.add_argument("--output", type=Path, default=Path("segment.png"), help="overlay PNG")
+    p.add_argument("--mask-output", type=Path, default=None, help="also the binary mask PNG")
+    return p
+
+
+def read_image(path: Path) -> np.ndarray:
+    """H W 3 uint8 RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise BasamError(f"image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise BasamError(f"cannot read {path} as an image ({exc}): give a PNG or JPEG") from None
+
+
+def make_predictor(args) -> Predictor:
+    if args.backend == "torch":
+        checkpoint = None if args.checkpoint == "none" else args.checkpoint
+        return Predictor(build_sam(args.model, args.preset, checkpoint), resolution=args.resolution)
+    if args.backend == "onnxruntime":
+        if not args.onnx.is_dir():
+            raise BasamError(
+                f"no export folder {args.onnx}: run `basam-export --onnx --dynamic` first, "
+                f"or pass --onnx DIR"
+            )
+        return Predictor.from_onnx(args.onnx, resolution=args.resolution)
+    if not args.engines.is_dir():
+        raise BasamError(
+            f"no engine folder {args.engines}: run `basam-trt build` first, or pass --engines DIR"
+        )
+    return Predictor.from_engines(args.engines, resolution=args.resolution)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, points: np.ndarray, labels: np.ndarray,
+            box: Optional[np.ndarray]) -> np.ndarray:
+    """The image with the mask tinted, its prompts drawn (green: foreground, red: background)."""
+    out = image.astype(np.float32)
+    out[mask] = (1 - MASK_ALPHA) * out[mask] + MASK_ALPHA * MASK_COLOUR
+    out = out.astype(np.uint8)
+    height, width = mask.shape
+    radius = max(2, round(max(height, width) / 150))
+    yy, xx = np.mgrid[0:height, 0:width]
+    for (x, y), label in zip(points, labels):
+        dot = (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
+        out[dot] = (40, 220, 40) if label == 1 else (230, 40, 40)
+    if box is not None:
+        x0, y0, x1, y1 = np.clip(np.round(box).astype(int), 0, [width - 1, height - 1] * 2)
+        out[y0 : y1 + 1, [x0, x1]] = (40, 220, 40)
+        out[[y0, y1], x0 : x1 + 1] = (40, 220, 40)
+    return out
+
+
+def write_png(path: Path, pixels: np.ndarray) -> None:
+    """Written to a temporary name and renamed: an interrupted run leaves no half-written PNG."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(pixels).save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.point and not args.background and not args.box:
+        raise BasamError("give at least one prompt: --point X,Y (or --box X0,Y0,X1,Y1)")
+    image = read_image(args.image)
+    points = [parse_xy(t, 2, "--point") for t in args.point]
+    points += [parse_xy(t, 2, "--background") for t in args.background]
+    labels = [1] * len(args.point) + [0] * len(args.background)
+    box = np.array(parse_xy(args.box, 4, "--box"), np.float32) if args.box else None
+
+    predictor = make_predictor(args)
+    predictor.set_image(image)
+    coords = np.array(points, np.float32) if points else None
+    lone_point = len(points) == 1 and box is None and not args.single_mask
+    result = predictor.predict(
+        point_coords=coords,
+        point_labels=np.array(labels, np.float32) if points else None,
+        box=box,
+        multimask_output=lone_point,
+    )
+    # A lone point is ambiguous: keep the mask the model itself scores best, as SAM's demo does.
+    best = int(np.argmax(result.iou_predictions[0]))
+    mask = result.masks[0, best]
+
+    drawn = overlay(image, mask, coords if coords is not None else np.zeros((0, 2)), labels, box)
+    write_png(args.output, drawn)
+    if args.mask_output:
+        write_png(args.mask_output, mask.astype(np.uint8) * 255)
+    height, width = image.shape[:2]
+    print(
+        f"{args.image.name} ({width}x{height}, {args.backend}): mask of {int(mask.sum())} px "
+        f"({mask.mean():.1%}), predicted IoU {result.iou_predictions[0, best]:.3f} -> {args.output}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run("segment.py", main))
