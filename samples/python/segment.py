@@ -2,14 +2,15 @@
 
     python samples/python/segment.py samples/images/shapes.jpg --point 300,46
     python samples/python/segment.py samples/images/chelsea.jpg --point 220,120 \\
-        --backend onnxruntime --onnx export/onnx --output cat.png --mask-output cat_mask.png
+        --backend onnxruntime --onnx export/out --output cat.png --mask-output cat_mask.png
 
 Backends: ``torch`` (the model built in process: ``--model`` / ``--preset`` / ``--checkpoint``,
 default the package's embedded tiny model), ``onnxruntime`` (a ``basam-export`` folder, default
-``export/onnx``, the folder the README's first command writes) and ``tensorrt`` (a
-``basam-trt build`` folder, default ``engines/out``; needs a GPU and TensorRT). Everything goes
-through ``basam_deploy.Predictor``: the image is encoded once at its own size (rounded to a
-multiple of 16, within the backend's range) and prompts are in original-image pixels.
+``export/out``, the folder the README's first command writes) and ``tensorrt`` (the engines of
+``basam-trt build``, default ``export/out``, where it writes them beside the ONNX; needs a GPU and
+TensorRT). Everything goes through ``basam_deploy.Predictor``: the image is encoded once at its
+own size (rounded to a multiple of 16, within the backend's range) and prompts are in
+original-image pixels.
 """
 
 import sys
@@ -21,8 +22,8 @@ import numpy as np
 from basam_deploy import BasamError, Predictor, build_sam
 from basam_deploy.cli import ArgumentParser, run
 
-DEFAULT_ONNX = Path("export/onnx")
-DEFAULT_ENGINES = Path("engines/out")
+DEFAULT_ONNX = Path("export/out")
+DEFAULT_ENGINES = Path("export/out")  # basam-trt build writes engines beside the ONNX
 MASK_COLOUR = np.array([30, 144, 255], np.float32)  # segment-anything's demo blue
 MASK_ALPHA = 0.55
 
@@ -100,8 +101,13 @@ def make_predictor(args) -> Predictor:
     return Predictor.from_engines(args.engines, resolution=args.resolution)
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, points: np.ndarray, labels: np.ndarray,
-            box: Optional[np.ndarray]) -> np.ndarray:
+def overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    points: np.ndarray,
+    labels: np.ndarray,
+    box: Optional[np.ndarray],
+) -> np.ndarray:
     """The image with the mask tinted, its prompts drawn (green: foreground, red: background)."""
     out = image.astype(np.float32)
     out[mask] = (1 - MASK_ALPHA) * out[mask] + MASK_ALPHA * MASK_COLOUR
