@@ -183,7 +183,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    sam = build_sam("tiny", "basam").to(device)
+    # From scratch: the default checkpoint is what this script makes.
+    sam = build_sam("tiny", "basam", checkpoint=None).to(device)
     sam.train()
     params = [p for p in sam.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
