@@ -197,6 +197,22 @@ class Predictor:
         out = self.encoder.infer({"image": transform.model_input(image)})
         self.transform, self.embeddings = transform, out["image_embeddings"]
 
+    def set_embeddings(self, embeddings: np.ndarray, transform: ImageTransform) -> None:
+        """Use an image embedding computed elsewhere (an encoder server, a cache) instead of
+        ``set_image``: embeddings 1 C Hp/16 Wp/16 from this model's encoder for an image
+        planned as ``transform`` (whose padded size must match the embedding grid)."""
+        embeddings = np.asarray(embeddings)
+        height, width = transform.padded
+        # One patch side for both axes (16 for every SAM): the grid is the padded input / patch.
+        fits = embeddings.ndim == 4 and embeddings.shape[0] == 1 and embeddings.shape[2] > 0
+        patch = height // embeddings.shape[2] if fits else 0
+        if not fits or patch == 0 or embeddings.shape[2:] != (height // patch, width // patch):
+            raise BasamError(
+                f"embeddings of shape {tuple(embeddings.shape)} do not fit a {height}x{width} "
+                f"model input: expected 1 x C x {height // 16} x {width // 16}"
+            )
+        self.transform, self.embeddings = transform, embeddings
+
     def reset_image(self) -> None:
         self.transform = self.embeddings = None
 

@@ -335,3 +335,18 @@ def test_tensorrt_predictor_matches_torch_predictor(sam, onnx_folder, image):
         results.append(p.predict(**prompt))
     assert relative_error(results[1].low_res_logits, results[0].low_res_logits) < 1e-3
     assert mask_iou(results[0].masks, results[1].masks) >= 0.98
+
+
+def test_set_embeddings_reuses_an_embedding_computed_elsewhere(sam, image):
+    """An encoder server or a cache hands the decoder side embeddings + the plan: same masks as
+    set_image, and embeddings of another size are refused in one line."""
+    encoder_side, decoder_side = Predictor(sam), Predictor(sam)
+    encoder_side.set_image(image)
+    decoder_side.set_embeddings(encoder_side.embeddings, encoder_side.transform)
+    points, labels = np.array([[100.0, 200.0], [400.0, 50.0]]), np.array([1, 0])
+    expected = encoder_side.predict(points, labels)
+    actual = decoder_side.predict(points, labels)
+    assert np.array_equal(actual.masks, expected.masks)
+    np.testing.assert_allclose(actual.low_res_logits, expected.low_res_logits, rtol=0, atol=0)
+    with pytest.raises(BasamError, match="do not fit"):
+        decoder_side.set_embeddings(encoder_side.embeddings[..., :-1], encoder_side.transform)

@@ -2,7 +2,8 @@
 
 Thin shells over ``basam_deploy.tensorrt``: ``build`` = ``make_plan`` + ``build_engine`` (``--dry-run``
 prints the plan, ``--print-trtexec`` the equivalent trtexec line; neither needs TensorRT);
-``inspect`` = ``inspect_engine``; ``run`` = ``TensorRTRunner``; ``bench`` = ``bench_engine``.
+``inspect`` = ``inspect_engine``; ``run`` = ``TensorRTRunner``; ``bench`` = ``bench_engine``;
+``triton-repo`` = ``plan_triton_repo`` + ``write_triton_repo`` (no TensorRT needed).
 """
 
 import argparse
@@ -85,6 +86,35 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=int, default=5)
     bench.add_argument("--iterations", type=int, default=50)
     bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write rows")
+
+    triton = commands.add_parser(
+        "triton-repo",
+        help="a Triton Inference Server model repository from engines or an ONNX export",
+        description=(
+            "Write a Triton model repository (basam_encoder, basam_decoder and the ensemble "
+            "basam_sam) from an engine folder (basam-trt build) or an export folder (basam-export)."
+        ),
+    )
+    triton.add_argument("source", type=Path, metavar="ENGINE_OR_ONNX_DIR")
+    triton.add_argument("--output", type=Path, required=True, metavar="REPO")
+    triton.add_argument("--instances", type=int, default=1, metavar="N", help="per GPU (or CPU)")
+    triton.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the encoder's max_batch_size (default: what every engine profile takes; ONNX 4; "
+        "0 = no Triton batching)",
+    )
+    triton.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "tensorrt", "onnx"],
+        help="auto: the engines when the folder has them, else the ONNX files",
+    )
+    triton.add_argument("--cpu", action="store_true", help="ONNX only: KIND_CPU instances")
+    triton.add_argument("--force", action="store_true", help="replace an earlier repository")
+    triton.add_argument("--dry-run", action="store_true", help="print the plan and the configs")
     return parser
 
 
@@ -205,7 +235,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "inspect": cmd_inspect, "run": cmd_run, "bench": cmd_bench}
+def cmd_triton_repo(args: argparse.Namespace) -> int:
+    from ..tensorrt.triton_repo import TritonRepoOptions, plan_triton_repo, write_triton_repo
+
+    options = TritonRepoOptions(
+        backend=args.backend,
+        instances=args.instances,
+        max_batch=args.max_batch,
+        kind="cpu" if args.cpu else "gpu",
+    )
+    plan = plan_triton_repo(args.source, options)
+    print(plan.describe())
+    if args.dry_run:
+        for model in plan.models:
+            print(f"\n--- {model.name}/config.pbtxt\n{model.config_text()}", end="")
+        return 0
+    manifest = write_triton_repo(plan, args.output, force=args.force)
+    checked = manifest["validation"]["model_config_schema"] or "not checked (no tritonclient)"
+    print(f"wrote {args.output} ({len(manifest['files'])} files; configs: {checked})")
+    return 0
+
+
+COMMANDS = {
+    "build": cmd_build,
+    "inspect": cmd_inspect,
+    "run": cmd_run,
+    "bench": cmd_bench,
+    "triton-repo": cmd_triton_repo,
+}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

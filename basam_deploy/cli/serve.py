@@ -1,0 +1,170 @@
+"""``basam-serve``: BA-SAM on Triton Inference Server (PyTriton), over HTTP and gRPC.
+
+Two models, ``basam_encoder`` and ``basam_decoder``, with dynamic batching. A thin shell over
+``basam_deploy.serving``; the request format is in docs/serving.md.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .. import MODEL_CONFIGS, PRESETS
+from ..serving.protocol import DECODER_MODEL, DEFAULT_MAX_IMAGE_PIXELS, ENCODER_MODEL
+from ..serving.server import BACKENDS, ServeConfig
+from . import ArgumentParser, run
+
+DEFAULTS = ServeConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="basam-serve", description=__doc__.splitlines()[0])
+    model = parser.add_argument_group("model (torch backend)")
+    model.add_argument(
+        "--model", default=None, choices=list(MODEL_CONFIGS), help="default: build_sam's default"
+    )
+    model.add_argument(
+        "--preset", default=None, choices=list(PRESETS), help="default: build_sam's default"
+    )
+    model.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="default: build_sam's default weights",
+    )
+    backend = parser.add_argument_group("backend")
+    backend.add_argument("--backend", default="torch", choices=list(BACKENDS))
+    backend.add_argument(
+        "--onnx", type=Path, default=None, metavar="DIR", help="basam-export output"
+    )
+    backend.add_argument(
+        "--engines", type=Path, default=None, metavar="DIR", help="basam-trt engine folder"
+    )
+    backend.add_argument(
+        "--threads", type=int, default=None, metavar="N", help="onnxruntime intra-op threads"
+    )
+    resize = parser.add_argument_group("resize policy (the Predictor's)")
+    resize.add_argument(
+        "--resolution",
+        "--image-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="long side every image is resized to (default: its own, clamped into the range)",
+    )
+    resize.add_argument(
+        "--min-size", type=int, default=None, metavar="N", help="torch: smallest side accepted"
+    )
+    resize.add_argument(
+        "--max-size", type=int, default=None, metavar="N", help="torch: largest (default 4096)"
+    )
+    resize.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        metavar="N",
+        help=f"largest upload, H x W pixels (default {DEFAULT_MAX_IMAGE_PIXELS} = 8192 x 8192)",
+    )
+    net = parser.add_argument_group("server")
+    net.add_argument("--host", default=DEFAULTS.host, help=f"default {DEFAULTS.host} (loopback)")
+    net.add_argument(
+        "--http-port", type=int, default=DEFAULTS.http_port, metavar="PORT", help="default 8000"
+    )
+    net.add_argument(
+        "--grpc-port", type=int, default=DEFAULTS.grpc_port, metavar="PORT", help="default 8001"
+    )
+    net.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULTS.metrics_port,
+        metavar="PORT",
+        help="Prometheus metrics (default 8002; 0: none)",
+    )
+    net.add_argument(
+        "--max-batch",
+        type=int,
+        metavar="N",
+        default=DEFAULTS.max_batch,
+        help=f"Triton max_batch_size of both models (default {DEFAULTS.max_batch})",
+    )
+    net.add_argument(
+        "--queue-delay-us",
+        type=int,
+        metavar="US",
+        default=DEFAULTS.queue_delay_us,
+        help=f"dynamic batcher's max queue delay, microseconds (default {DEFAULTS.queue_delay_us})",
+    )
+    net.add_argument(
+        "--exit-timeout",
+        type=int,
+        default=DEFAULTS.exit_timeout_s,
+        metavar="S",
+        help="on stop, seconds to let in-flight requests finish "
+        f"(default {DEFAULTS.exit_timeout_s})",
+    )
+    net.add_argument(
+        "--triton-log",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="Triton's own log file (default: stdout)",
+    )
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..serving.server import BasamServer, describe_policy, load_backend, require_pytriton
+
+    require_pytriton()
+    config = ServeConfig(
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        max_batch=args.max_batch,
+        queue_delay_us=args.queue_delay_us,
+        max_image_pixels=args.max_image_pixels,
+        triton_log=args.triton_log,
+        exit_timeout_s=args.exit_timeout,
+    )
+    config.check()  # before the model loads: a busy port is a one-line error at once
+    backend = load_backend(
+        args.backend,
+        model=args.model,
+        preset=args.preset,
+        checkpoint=args.checkpoint,
+        onnx=args.onnx,
+        engines=args.engines,
+        resolution=args.resolution,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        threads=args.threads,
+    )
+    say = lambda text: print(f"basam-serve: {text}", flush=True)  # noqa: E731
+    say(backend.summary)
+    say(describe_policy(backend.predictor))
+    logging.basicConfig(format="basam-serve: %(levelname)s %(name)s: %(message)s")
+    server = BasamServer(backend.predictor, config, encoder_batch=backend.encoder_batch)
+    say(server.batching())
+    try:
+        server.start()
+        say(f"serving {ENCODER_MODEL} and {DECODER_MODEL}")
+        for name, url in server.urls.items():
+            print(f"  {name:8} {url}", flush=True)
+        say("Ctrl-C or SIGTERM stops")
+        server.serve()
+    finally:
+        server.stop()
+    say("stopped")
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run("basam-serve", main))
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,341 @@
+"""The wire format of ``basam-serve``: model and tensor names, dtypes, shapes, and the checks a
+request goes through before it reaches the predictor.
+
+Two Triton models, both with dynamic batching (B, the first dimension of every tensor, is Triton's
+batch dimension; the shapes below leave it out, as Triton's model configuration does):
+
+``basam_encoder``: ``image`` H W 3 uint8 RGB -> ``image_embeddings`` C Hp/16 Wp/16 float32 and
+``image_sizes`` 3 2 int32. ``image_sizes`` rows are (H, W) original, (h, w) resized and (Hp, Wp)
+padded: the whole resize plan (``ImageTransform``), so a client never re-implements the policy; it
+passes ``image_sizes`` back to the decoder with the embeddings, unchanged.
+
+``basam_decoder``: ``image_embeddings`` + ``image_sizes`` from the encoder, prompts in
+original-image pixels (``point_coords`` P N 2 with ``point_labels`` P N, and/or ``boxes`` P 4; an
+earlier ``low_res_logits`` mask as ``mask_input`` P 1 Hp/4 Wp/4; ``multimask_output``) -> ``masks``
+P K H W bool at the original size, ``iou_predictions`` P K, ``low_res_logits`` P K Hp/4 Wp/4
+(K = 3 with ``multimask_output``, else 1).
+
+Triton itself rejects a wrong dtype, a wrong rank or a wrong fixed dimension (3 channels, C,
+``image_sizes`` 3 x 2) per request, before batching; everything else is checked here and by the
+``Predictor``, and fails with a ``RequestError``: one line, naming the input and the fix.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import BasamError
+from ..pipeline.transform import ImageTransform
+
+ENCODER_MODEL = "basam_encoder"
+DECODER_MODEL = "basam_decoder"
+EMBEDDING_STRIDE = 16  # the image encoder's patch: embeddings are Hp/16 x Wp/16
+LOW_RES_STRIDE = 4  # the decoder's low-res masks are Hp/4 x Wp/4
+# 8192 x 8192: an upload of 200 MB and full-size masks of 67 MB per prompt and mask; a guard for
+# the server's memory, not a model limit (the resize policy brings every size into the model's range).
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+POINT_LABELS = (-1, 0, 1)  # padding, background, foreground
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a served model. shape: without Triton's batch dimension, -1 where
+    the size varies from request to request."""
+
+    name: str
+    dtype: type
+    shape: Tuple[int, ...]
+    doc: str
+    optional: bool = False
+
+    @property
+    def triton_dtype(self) -> str:
+        return {np.uint8: "UINT8", np.float32: "FP32", np.int32: "INT32", np.bool_: "BOOL"}[
+            self.dtype
+        ]
+
+
+def encoder_inputs() -> Tuple[TensorSpec, ...]:
+    return (TensorSpec("image", np.uint8, (-1, -1, 3), "H W 3 RGB, any size (channels last)"),)
+
+
+def encoder_outputs(embed_dim: int) -> Tuple[TensorSpec, ...]:
+    return (
+        TensorSpec("image_embeddings", np.float32, (embed_dim, -1, -1), "C Hp/16 Wp/16"),
+        TensorSpec(
+            "image_sizes",
+            np.int32,
+            (3, 2),
+            "(H, W) original, (h, w) resized, (Hp, Wp) padded: pass to the decoder unchanged",
+        ),
+    )
+
+
+def decoder_inputs(embed_dim: int) -> Tuple[TensorSpec, ...]:
+    embeddings, sizes = encoder_outputs(embed_dim)
+    return (
+        TensorSpec(embeddings.name, np.float32, embeddings.shape, "from basam_encoder"),
+        TensorSpec(sizes.name, np.int32, sizes.shape, "from basam_encoder"),
+        TensorSpec(
+            "point_coords",
+            np.float32,
+            (-1, -1, 2),
+            "P N 2: x, y in original-image pixels, x in [0, W], y in [0, H]",
+            optional=True,
+        ),
+        TensorSpec(
+            "point_labels",
+            np.int32,
+            (-1, -1),
+            "P N: 1 foreground, 0 background, -1 padding (prompts of unequal length)",
+            optional=True,
+        ),
+        TensorSpec(
+            "boxes", np.float32, (-1, 4), "P 4: x0 y0 x1 y1 original-image pixels", optional=True
+        ),
+        TensorSpec(
+            "mask_input",
+            np.float32,
+            (-1, 1, -1, -1),
+            "P 1 Hp/4 Wp/4: an earlier low_res_logits mask, one per prompt",
+            optional=True,
+        ),
+        TensorSpec(
+            "multimask_output", np.bool_, (1,), "3 masks per prompt (default) or 1", optional=True
+        ),
+    )
+
+
+def decoder_outputs() -> Tuple[TensorSpec, ...]:
+    return (
+        TensorSpec("masks", np.bool_, (-1, -1, -1, -1), "P K H W at the original size"),
+        TensorSpec("iou_predictions", np.float32, (-1, -1), "P K"),
+        TensorSpec("low_res_logits", np.float32, (-1, -1, -1, -1), "P K Hp/4 Wp/4"),
+    )
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class ServedError(BasamError):
+    """An error sent back to a client as its error response.
+
+    PyTriton puts ``traceback.format_exception(e, e.__traceback__)`` into the response text; this
+    class shows no traceback there, so the client's message has one line naming the problem (the
+    server's log, which reads ``sys.exc_info``, keeps the full traceback). Raise it ``from None``.
+    """
+
+    @property  # type: ignore[override]
+    def __traceback__(self):
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, _value) -> None:
+        pass  # the interpreter sets the real one through the C API; this only hides it from Python
+
+
+class RequestError(ServedError):
+    """The request is invalid: the client can fix it."""
+
+
+class BackendError(ServedError):
+    """The backend (PyTorch, onnxruntime, TensorRT) failed on a valid request."""
+
+
+_SERVED_LINE = re.compile(r"(?:RequestError|BackendError): (.*)")
+# PyTriton's transport fails on a zero-size tensor before the model sees it, with this text.
+_ZERO_SIZE = "cannot cast view with zeros in shape"
+
+
+def error_line(message: str) -> str:
+    """The one line that matters in a Triton error text: our ``RequestError`` / ``BackendError``
+    message when there is one (Triton wraps it in its Python backend's traceback), else Triton's
+    own message (its dtype and shape checks are one line already)."""
+    found = _SERVED_LINE.findall(message)
+    if found:
+        return found[-1].strip()
+    if _ZERO_SIZE in message:
+        return "a tensor has a zero-size dimension (an empty image?): send at least one element"
+    # Triton's shape errors go on with a note about max_batch_size that is no news to a client.
+    line = (message.strip().splitlines() or [""])[0].split(" NOTE: ")[0]
+    if "batch-size must be <=" in line:  # most often an image sent as H W 3: H read as the batch
+        line += (
+            " (is the batch dimension missing? every tensor is B x ..., e.g. image 1 x H x W x 3)"
+        )
+    return line
+
+
+# -- encoder requests -----------------------------------------------------------------------------
+
+
+def read_images(images: np.ndarray, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """images: B H W 3 uint8 (one request) -> the same array, checked."""
+    if images.dtype != np.uint8:
+        raise RequestError(f"image must be UINT8 RGB (0-255), got {images.dtype}")
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise RequestError(
+            f"image must be B x H x W x 3 (RGB, channels last, batch first), got {images.shape}"
+        )
+    batch, height, width = images.shape[:3]
+    if batch == 0 or height == 0 or width == 0:
+        raise RequestError(f"image is empty ({'x'.join(map(str, images.shape))}): send pixels")
+    if height * width > max_pixels:
+        raise RequestError(
+            f"image is {height}x{width} ({height * width / 1e6:.1f} MP), over this server's limit "
+            f"of {max_pixels / 1e6:.1f} MP: downscale it, or start basam-serve with a larger "
+            f"--max-image-pixels"
+        )
+    return images
+
+
+def pack_sizes(transform: ImageTransform) -> np.ndarray:
+    """-> 3 2 int32: original, resized, padded (H, W)."""
+    return np.array([transform.original, transform.resized, transform.padded], np.int32)
+
+
+# -- decoder requests -----------------------------------------------------------------------------
+
+
+@dataclass
+class DecodeItem:
+    """One image's prompts, checked for shape; values (inside the image, box corners) are checked
+    by ``Predictor.predict``."""
+
+    embeddings: np.ndarray  # 1 C h w
+    transform: ImageTransform
+    point_coords: Optional[np.ndarray]  # P N 2
+    point_labels: Optional[np.ndarray]  # P N
+    boxes: Optional[np.ndarray]  # P 4
+    mask_input: Optional[np.ndarray]  # P 1 Hp/4 Wp/4
+    multimask_output: bool
+
+
+def read_transform(
+    sizes: np.ndarray,
+    embeddings: np.ndarray,
+    plan: Callable[[Tuple[int, int]], ImageTransform],
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> ImageTransform:
+    """sizes: 3 2 from the encoder; embeddings: C h w. Re-plans the original size with this
+    server's policy (``plan``) and requires the same plan: a mismatch means the embeddings come
+    from another server or configuration, or the sizes were changed, and masks would be wrong."""
+    if sizes.shape != (3, 2):
+        raise RequestError(f"image_sizes must be 3 x 2 per image, got {sizes.shape}")
+    height, width = (int(v) for v in sizes[0])
+    if height <= 0 or width <= 0 or height * width > max_pixels:
+        raise RequestError(
+            f"image_sizes gives an original size of {height}x{width}: send the image_sizes that "
+            f"{ENCODER_MODEL} returned, unchanged"
+        )
+    expected = plan((height, width))
+    given = tuple(tuple(int(v) for v in row) for row in sizes)
+    if given != (expected.original, expected.resized, expected.padded):
+        raise RequestError(
+            f"image_sizes {[list(r) for r in given]} do not match this server's resize plan for a "
+            f"{height}x{width} image ({[list(r) for r in pack_sizes(expected)]}): send the "
+            f"image_sizes that this server's {ENCODER_MODEL} returned with the embeddings"
+        )
+    grid = tuple(side // EMBEDDING_STRIDE for side in expected.padded)
+    if tuple(embeddings.shape[-2:]) != grid:
+        raise RequestError(
+            f"image_embeddings grid {tuple(embeddings.shape[-2:])} does not match image_sizes "
+            f"(padded {expected.padded} -> grid {grid}): send the pair {ENCODER_MODEL} returned"
+        )
+    return expected
+
+
+def _batch_of(request: Dict[str, np.ndarray], name: str, batch: int) -> Optional[np.ndarray]:
+    value = request.get(name)
+    if value is not None and len(value) != batch:
+        raise RequestError(
+            f"{name} has batch {len(value)} but image_embeddings has {batch}: one entry per image"
+        )
+    return value
+
+
+def read_decode_request(
+    request: Dict[str, np.ndarray],
+    plan: Callable[[Tuple[int, int]], ImageTransform],
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> List[DecodeItem]:
+    """One decoder request (name -> B ... array) -> its B items.
+
+    Every item of one request must share its image size and multimask flag (their outputs are
+    stacked into one B P K H W tensor); different images go in different requests.
+    """
+    embeddings = request["image_embeddings"]
+    batch = len(embeddings)
+    sizes = _batch_of(request, "image_sizes", batch)
+    if sizes is None:
+        raise RequestError(f"image_sizes is missing: send it with the embeddings ({ENCODER_MODEL})")
+    coords = _batch_of(request, "point_coords", batch)
+    labels = _batch_of(request, "point_labels", batch)
+    boxes = _batch_of(request, "boxes", batch)
+    masks = _batch_of(request, "mask_input", batch)
+    multimask = _batch_of(request, "multimask_output", batch)
+
+    if (coords is None) != (labels is None):
+        given, missing = ("point_labels", "point_coords")
+        if labels is None:
+            given, missing = missing, given
+        raise RequestError(
+            f"{given} given without {missing}: send both (labels 1 fg, 0 bg, -1 padding)"
+        )
+    if coords is None and boxes is None:
+        raise RequestError("no prompt: send point_coords + point_labels and/or boxes")
+    if coords is not None and labels.shape != coords.shape[:-1]:
+        raise RequestError(
+            f"point_labels must be B x P x N = {coords.shape[:-1]} to match point_coords "
+            f"{coords.shape}, got {labels.shape}: one label per point"
+        )
+    if coords is not None and coords.shape[2] == 0:
+        raise RequestError(f"point_coords has no points ({coords.shape}): send N >= 1 per prompt")
+    prompts = {
+        name: value.shape[1]
+        for name, value in (("point_coords", coords), ("boxes", boxes), ("mask_input", masks))
+        if value is not None
+    }
+    if len(set(prompts.values())) > 1:
+        counts = ", ".join(f"{name} {count}" for name, count in prompts.items())
+        raise RequestError(
+            f"prompt counts differ ({counts}): give every prompt input the same P, one entry per "
+            f"prompt (pad points with label -1)"
+        )
+    if 0 in prompts.values():
+        raise RequestError("zero prompts: send P >= 1")
+    if labels is not None:
+        bad = ~np.isin(labels, POINT_LABELS)
+        if bad.any():
+            raise RequestError(
+                f"point_labels value {int(labels[bad][0])} is not 1 (fg), 0 (bg) or -1 (padding); "
+                f"send box corners as the boxes input"
+            )
+    flags = [True] * batch
+    if multimask is not None:
+        flags = [bool(v) for v in multimask.reshape(batch, -1)[:, 0]]
+    if len(set(flags)) > 1:
+        raise RequestError(
+            "multimask_output differs between the images of one request: send them separately"
+        )
+    transforms = [
+        read_transform(np.asarray(sizes[i]), embeddings[i], plan, max_pixels) for i in range(batch)
+    ]
+    if len({t.original for t in transforms}) > 1:
+        raise RequestError(
+            "the images of one request have different sizes (their masks cannot be stacked): "
+            "send one request per image size"
+        )
+    return [
+        DecodeItem(
+            embeddings=embeddings[i : i + 1],
+            transform=transforms[i],
+            point_coords=None if coords is None else coords[i],
+            point_labels=None if labels is None else labels[i],
+            boxes=None if boxes is None else boxes[i],
+            mask_input=None if masks is None else masks[i],
+            multimask_output=flags[i],
+        )
+        for i in range(batch)
+    ]

@@ -1,0 +1,539 @@
+"""A ``Predictor`` served by NVIDIA Triton Inference Server through PyTriton: ``basam_encoder`` and
+``basam_decoder`` (tensors in ``serving.protocol``), with dynamic batching, on HTTP, gRPC and
+metrics ports.
+
+Both models are the ``Predictor``'s own pieces: the encoder plans each image with its resize policy
+(``ImageTransform.plan``) and runs its encoder runner on the stacked images of one size; the decoder
+runs ``Predictor.predict`` on the embeddings and size plan a client sends back. Nothing of the pre-
+or post-processing is re-implemented here.
+
+Batching: Triton's dynamic batcher groups requests whose tensors have the same shapes (it does not
+ragged-batch), so encoder batches hold images of one size and run as one B 3 Hp Wp forward (one
+image at a time on TensorRT); decoder batches run one image's prompts at a time (the decoder graph
+takes one image's embeddings and all of its P prompts at once).
+
+Errors: a ``RequestError`` / ``BackendError`` becomes the error response of every request in the
+execute batch it was raised in (PyTriton sends one error per batch); the server stays up.
+"""
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sysconfig
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import BasamError
+from ..pipeline.transform import ImageTransform
+from ..predictor import Prediction, Predictor
+from .protocol import (
+    DECODER_MODEL,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ENCODER_MODEL,
+    BackendError,
+    RequestError,
+    ServedError,
+    TensorSpec,
+    decoder_inputs,
+    decoder_outputs,
+    encoder_inputs,
+    encoder_outputs,
+    error_line,
+    pack_sizes,
+    read_decode_request,
+    read_images,
+)
+
+LOGGER = logging.getLogger(__name__)
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Where and how Triton serves the two models.
+
+    metrics_port: 0 turns the Prometheus metrics endpoint off.
+    max_batch: Triton's max_batch_size (requests' batch dimensions add up to at most this).
+    queue_delay_us: the dynamic batcher's max_queue_delay_microseconds: how long a request may wait
+        for others to join its batch when the model is idle.
+    triton_log: file for Triton's own log; None prints it to stdout.
+    exit_timeout_s: on stop, how long Triton waits for in-flight requests (and open client
+        connections) before it exits anyway.
+    """
+
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    max_batch: int = 4
+    queue_delay_us: int = 2000
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    triton_log: Optional[Path] = None
+    exit_timeout_s: int = 10
+
+    def check(self) -> None:
+        ports = {"--http-port": self.http_port, "--grpc-port": self.grpc_port}
+        if self.metrics_port:
+            ports["--metrics-port"] = self.metrics_port
+        for flag, port in ports.items():
+            if not 0 < port < 65536:
+                raise BasamError(f"{flag} {port} is not a TCP port (1-65535)")
+        if len(set(ports.values())) < len(ports):
+            raise BasamError(f"ports must differ, got {ports}")
+        if self.max_batch < 1:
+            raise BasamError(f"--max-batch must be >= 1, got {self.max_batch}")
+        if self.queue_delay_us < 0:
+            raise BasamError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
+        if self.exit_timeout_s < 0:
+            raise BasamError(f"--exit-timeout must be >= 0, got {self.exit_timeout_s}")
+        if self.max_image_pixels < 1:
+            raise BasamError(f"--max-image-pixels must be >= 1, got {self.max_image_pixels}")
+        for flag, port in ports.items():
+            _require_free_port(self.host, port, flag)
+
+    def urls(self) -> Dict[str, str]:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        urls = {
+            "http": f"http://{host}:{self.http_port}",
+            "grpc": f"grpc://{host}:{self.grpc_port}",
+        }
+        if self.metrics_port:
+            urls["metrics"] = f"http://{host}:{self.metrics_port}/metrics"
+        return urls
+
+
+def _require_free_port(host: str, port: int, flag: str) -> None:
+    """Triton started on a busy port only times out after minutes; say so at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise BasamError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): choose another {flag} or --host"
+            ) from None
+
+
+# -- the predictor ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A loaded backend: the predictor, a one-line summary, and the encoder's batch limit (None:
+    any; TensorRT: 1, since its engine profiles may not cover a larger batch)."""
+
+    predictor: Predictor
+    summary: str
+    encoder_batch: Optional[int] = None
+
+
+def load_backend(
+    backend: str = "torch",
+    *,
+    model: Optional[str] = None,
+    preset: Optional[str] = None,
+    checkpoint: Optional[Path] = None,
+    onnx: Optional[Path] = None,
+    engines: Optional[Path] = None,
+    resolution: Optional[int] = None,
+    min_size: Optional[int] = None,
+    max_size: Optional[int] = None,
+    threads: Optional[int] = None,
+) -> Backend:
+    """The ``Predictor`` basam-serve serves.
+
+    torch: ``build_sam`` with only the options given (its defaults otherwise: the embedded default
+        model), seeded like basam-export so a random init is the same in every process;
+        min_size / max_size default to the Predictor's.
+    onnxruntime: a basam-export folder (``onnx``); its manifest gives the size range.
+    tensorrt: a basam-trt folder (``engines``); its profiles give the size range.
+    """
+    if backend not in BACKENDS:
+        raise BasamError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    torch_only = {"--model": model, "--preset": preset, "--checkpoint": checkpoint}
+    torch_only.update({"--min-size": min_size, "--max-size": max_size})
+    folder = {"onnxruntime": ("--onnx", onnx), "tensorrt": ("--engines", engines)}
+    for other, (flag, value) in folder.items():
+        if value is not None and backend != other:
+            raise BasamError(f"{flag} is for --backend {other}, not {backend}")
+    if backend != "torch":
+        given = [flag for flag, value in torch_only.items() if value is not None]
+        if given:
+            raise BasamError(
+                f"{', '.join(given)} apply to --backend torch; the {backend} backend serves the "
+                f"model and size range of its {folder[backend][0]} folder"
+            )
+        flag, path = folder[backend]
+        if path is None:
+            raise BasamError(f"--backend {backend} needs {flag} DIR")
+        if backend == "onnxruntime":
+            predictor = Predictor.from_onnx(path, resolution=resolution, threads=threads)
+            return Backend(predictor, f"onnxruntime on {path}")
+        predictor = Predictor.from_engines(path, resolution=resolution)
+        return Backend(predictor, f"tensorrt on {path}", encoder_batch=1)
+
+    import torch
+
+    from ..build import build_sam
+
+    torch.manual_seed(0)
+    options = {"model": model, "preset": preset, "checkpoint": checkpoint}
+    sam = build_sam(**{name: value for name, value in options.items() if value is not None})
+    sizes = {"min_size": min_size, "max_size": max_size}
+    predictor = Predictor(
+        sam,
+        resolution=resolution,
+        **{name: value for name, value in sizes.items() if value is not None},
+    )
+    info = ", ".join(f"{k}={v}" for k, v in sam.describe().items())
+    weights = checkpoint or "build_sam's default weights"
+    return Backend(predictor, f"torch, {info} ({weights})")
+
+
+def describe_policy(predictor: Predictor) -> str:
+    """The resize policy, one line."""
+    p = predictor
+    size = (
+        f"long side {p.resolution}"
+        if p.resolution
+        else f"native size, long side clamped into {p.min_size}-{p.max_size}"
+    )
+    return f"resize: {size}, aspect kept, padded to multiples of {p.multiple_of}"
+
+
+# -- the two inference callables --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _served_errors(model: str) -> Iterator[None]:
+    """User errors -> ``RequestError``, anything else -> ``BackendError``: one line for the client,
+    the full traceback in the server's log."""
+    try:
+        yield
+    except ServedError:
+        raise
+    except BasamError as exc:
+        raise RequestError(str(exc)) from None
+    except Exception as exc:
+        LOGGER.error("%s failed:\n%s", model, traceback.format_exc())
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise BackendError(
+            f"{model} backend failed: {type(exc).__name__}: {first} (details in the server log)"
+        ) from None
+
+
+class SamModels:
+    """``encode`` and ``decode``: PyTriton inference callables (a list of requests, name ->
+    B ... array, in; one response dict per request out) over one ``Predictor``.
+
+    encoder_batch: at most this many images per encoder run (None: all images of one size in the
+    execute batch; 1 for TensorRT, whose engine profiles may not cover a larger batch).
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        encoder_batch: Optional[int] = None,
+    ) -> None:
+        self.predictor = predictor
+        self.max_image_pixels = max_image_pixels
+        self.encoder_batch = encoder_batch
+        # A second Predictor on the same runners holds the decoder's per-request image state, so
+        # the decoder thread never touches what the encoder thread is using.
+        self._decoding = Predictor.from_runners(
+            predictor.encoder,
+            predictor.decoder,
+            min_size=predictor.min_size,
+            max_size=predictor.max_size,
+            multiple_of=predictor.multiple_of,
+            resolution=predictor.resolution,
+        )
+        self._encode_lock, self._decode_lock = threading.Lock(), threading.Lock()
+        self.embed_dim = self._warm_up()
+
+    def plan(self, original: Tuple[int, int]) -> ImageTransform:
+        """The Predictor's resize plan for an H x W image."""
+        p = self.predictor
+        return ImageTransform.plan(original, p.min_size, p.max_size, p.multiple_of, p.resolution)
+
+    def _warm_up(self) -> int:
+        """One encoder and one decoder run on a small image: a backend that cannot run fails at
+        start-up, not at the first request; returns the embedding channels C."""
+        image = np.zeros((64, 64, 3), np.uint8)
+        try:
+            embeddings = self._encode_stack([image], self.plan(image.shape[:2]))
+            with self._decode_lock:
+                self._predict(embeddings[:1], self.plan(image.shape[:2]), [[[32, 32]]], [[1]])
+        except BasamError as exc:
+            raise BasamError(f"the backend failed its warm-up run: {exc}") from None
+        return int(embeddings.shape[1])
+
+    # -- encoder -----------------------------------------------------------------------------------
+
+    def _encode_stack(self, images: Sequence[np.ndarray], transform: ImageTransform) -> np.ndarray:
+        """images of one size (H W 3 each) -> B C Hp/16 Wp/16."""
+        step = self.encoder_batch or len(images)
+        out = []
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step]
+            batch = np.concatenate([transform.model_input(image) for image in chunk])
+            out.append(self.predictor.encoder.infer({"image": batch})["image_embeddings"])
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    def encode(self, requests: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
+        with _served_errors(ENCODER_MODEL), self._encode_lock:
+            images = [read_images(r["image"], self.max_image_pixels) for r in requests]
+            # Triton batches only equal shapes; grouping here keeps it right in any case.
+            groups: Dict[Tuple[int, int], List[Tuple[int, int]]] = {}
+            for r, batch in enumerate(images):
+                for i in range(len(batch)):
+                    groups.setdefault(batch.shape[1:3], []).append((r, i))
+            embeddings: Dict[Tuple[int, int], np.ndarray] = {}
+            sizes: Dict[Tuple[int, int], np.ndarray] = {}
+            for size, members in groups.items():
+                transform = self.plan(size)
+                encoded = self._encode_stack([images[r][i] for r, i in members], transform)
+                for member, item in zip(members, encoded):
+                    embeddings[member], sizes[member] = item, pack_sizes(transform)
+            return [
+                {
+                    "image_embeddings": np.stack([embeddings[r, i] for i in range(len(batch))]),
+                    "image_sizes": np.stack([sizes[r, i] for i in range(len(batch))]),
+                }
+                for r, batch in enumerate(images)
+            ]
+
+    # -- decoder -----------------------------------------------------------------------------------
+
+    def _predict(self, embeddings, transform, coords=None, labels=None, **prompts) -> Prediction:
+        """``Predictor.predict`` on one image's embeddings (1 C h w) and plan (caller holds the
+        decode lock)."""
+        view = self._decoding
+        view.set_embeddings(embeddings, transform)
+        try:
+            return view.predict(point_coords=coords, point_labels=labels, **prompts)
+        finally:
+            view.reset_image()
+
+    def decode(self, requests: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
+        with _served_errors(DECODER_MODEL), self._decode_lock:
+            parsed = [
+                read_decode_request(dict(r.items()), self.plan, self.max_image_pixels)
+                for r in requests  # every request checked before any runs: fail fast, run none
+            ]
+            responses = []
+            for items in parsed:
+                predictions = [
+                    self._predict(
+                        item.embeddings,
+                        item.transform,
+                        item.point_coords,
+                        item.point_labels,
+                        box=item.boxes,
+                        mask_input=item.mask_input,
+                        multimask_output=item.multimask_output,
+                    )
+                    for item in items
+                ]
+                responses.append(
+                    {
+                        "masks": np.stack([p.masks for p in predictions]),
+                        "iou_predictions": np.stack([p.iou_predictions for p in predictions]),
+                        "low_res_logits": np.stack([p.low_res_logits for p in predictions]),
+                    }
+                )
+            return responses
+
+
+# -- Triton -----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _interpreter_libs_first() -> Iterator[None]:
+    """PyTriton's Python-backend stub links against the system's libpython, whose standard library
+    may not match this interpreter's (e.g. a pyenv 3.11.7 over Debian's 3.11.2: models fail to
+    load). The stub inherits Triton's environment, taken when Triton starts: put this
+    interpreter's own library folder first for that moment only."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    before = os.environ.get("LD_LIBRARY_PATH")
+    if libdir:
+        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, before) if p)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = before
+
+
+def _tensors(specs: Sequence[TensorSpec]) -> list:
+    from pytriton.model_config import Tensor
+
+    return [Tensor(name=s.name, dtype=s.dtype, shape=s.shape, optional=s.optional) for s in specs]
+
+
+def require_pytriton() -> None:
+    try:
+        import pytriton.triton  # noqa: F401
+    except ImportError as exc:
+        raise BasamError(
+            f"basam-serve needs PyTriton ({exc}): pip install 'basam-deploy[serve]'"
+        ) from None
+
+
+class BasamServer:
+    """Triton serving ``basam_encoder`` and ``basam_decoder`` for one ``Predictor``.
+
+    ``start()`` returns once both models are ready; ``serve()`` blocks until SIGINT or SIGTERM;
+    ``stop()`` (or leaving the ``with`` block) shuts Triton down. Usable in-process (tests).
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        config: ServeConfig = ServeConfig(),
+        *,
+        encoder_batch: Optional[int] = None,
+    ) -> None:
+        require_pytriton()
+        config.check()
+        self.config = config
+        self.models = SamModels(
+            predictor, max_image_pixels=config.max_image_pixels, encoder_batch=encoder_batch
+        )
+        self._triton = None
+
+    @property
+    def urls(self) -> Dict[str, str]:
+        return self.config.urls()
+
+    def batching(self) -> str:
+        """The batcher settings, one line."""
+        return (
+            f"dynamic batching: max_batch_size {self.config.max_batch}, max_queue_delay "
+            f"{self.config.queue_delay_us} us, images of one size per encoder batch"
+        )
+
+    def start(self) -> None:
+        from pytriton.model_config import DynamicBatcher, ModelConfig
+        from pytriton.triton import Triton, TritonConfig
+
+        c = self.config
+        triton_config = TritonConfig(
+            http_address=c.host,
+            http_port=c.http_port,
+            grpc_address=c.host,
+            grpc_port=c.grpc_port,
+            allow_metrics=bool(c.metrics_port),
+            allow_gpu_metrics=False,
+            metrics_address=c.host if c.metrics_port else None,
+            metrics_port=c.metrics_port or None,
+            log_file=c.triton_log,
+            log_verbose=0,
+            exit_timeout_secs=c.exit_timeout_s,
+        )
+        model_config = ModelConfig(
+            batching=True,
+            max_batch_size=c.max_batch,
+            batcher=DynamicBatcher(max_queue_delay_microseconds=c.queue_delay_us),
+        )
+        embed_dim = self.models.embed_dim
+        _shorten_pytriton_warnings()
+        self._triton = Triton(config=triton_config)
+        try:
+            self._triton.bind(
+                ENCODER_MODEL,
+                self.models.encode,
+                inputs=_tensors(encoder_inputs()),
+                outputs=_tensors(encoder_outputs(embed_dim)),
+                config=model_config,
+                strict=True,
+            )
+            self._triton.bind(
+                DECODER_MODEL,
+                self.models.decode,
+                inputs=_tensors(decoder_inputs(embed_dim)),
+                outputs=_tensors(decoder_outputs()),
+                config=model_config,
+                strict=True,
+            )
+            with _interpreter_libs_first():
+                self._triton.run()
+        except BaseException:
+            self.stop()
+            raise
+        if not self._triton.is_alive():
+            self.stop()
+            raise BasamError(
+                "Triton Inference Server exited while starting: see its log "
+                f"({c.triton_log or 'above'})"
+            )
+
+    def serve(self) -> None:
+        """Block until SIGINT (Ctrl-C) or SIGTERM, then stop. A BasamError if Triton dies."""
+        if self._triton is None:
+            self.start()
+        interrupted = []
+
+        def interrupt(signum, frame) -> None:
+            # PyTriton's serve loop stops Triton cleanly on KeyboardInterrupt; SIGTERM goes there.
+            interrupted.append(signum)
+            raise KeyboardInterrupt
+
+        restore = {}
+        if threading.current_thread() is threading.main_thread():
+            restore = {
+                sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
+        try:
+            with _interpreter_libs_first():  # serve() restarts a Triton that is not running
+                self._triton.serve()  # returns on KeyboardInterrupt or when Triton dies
+        finally:
+            for sig, handler in restore.items():
+                signal.signal(sig, handler)
+            self.stop()
+        if restore and not interrupted:
+            log = self.config.triton_log or "its log above"
+            raise BasamError(f"Triton Inference Server stopped unexpectedly: see {log}")
+
+    def stop(self) -> None:
+        triton, self._triton = self._triton, None
+        if triton is not None:
+            triton.stop()
+
+    def __enter__(self) -> "BasamServer":
+        self.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop()
+
+
+class _OneLineServedErrors(logging.Filter):
+    """PyTriton logs every failed request with the traceback of its exception; for ours (a bad
+    request, or a backend failure whose traceback ``_served_errors`` has logged already) one line
+    is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.args[-1] if isinstance(record.args, tuple) and record.args else None
+        if isinstance(text, str) and ("RequestError: " in text or "BackendError: " in text):
+            kind = "rejected a request" if "RequestError: " in text else "backend error"
+            record.msg, record.args = "%s: %s", (kind, error_line(text))
+        return True
+
+
+def _shorten_pytriton_warnings() -> None:
+    logger = logging.getLogger("pytriton.proxy.inference")
+    if not any(isinstance(f, _OneLineServedErrors) for f in logger.filters):
+        logger.addFilter(_OneLineServedErrors())
