@@ -1,11 +1,16 @@
 import math
+import os
 
-import pytest
-import torch
+# Triton chooses between compiling and interpreting once per process, at its first import: the
+# suite has no GPU, so every Triton kernel it runs goes through the interpreter.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Registers segment_anything so that tests can import it where torchvision is missing (see
 # basam_deploy/sam_modules.py); conftest is imported before any test module.
-import basam_deploy.sam_modules  # noqa: F401
+import basam_deploy.sam_modules  # noqa: E402, F401
 
 
 def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

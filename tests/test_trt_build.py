@@ -5,6 +5,7 @@ driven through a recording stand-in for TensorRT's API (names as in TensorRT 10.
 One tiny-model export per module (check=False); the FP16 and plugin variants are derived from it
 with the library's own FP16 policy and onnx.helper, their manifests updated like an export's."""
 
+import dataclasses
 import json
 import shlex
 import shutil
@@ -41,6 +42,7 @@ from basam_deploy.tensorrt.plan import (
     make_plan,
 )
 from basam_deploy.tensorrt.profiles import DECODER, ENCODER, load_preset, select_profile
+from basam_deploy.tensorrt.trt_import import tensorrt_available
 from basam_deploy.tensorrt.trtexec import trtexec_argv
 
 # Exporting ----------------------------------------------------------------------------------------
@@ -151,7 +153,7 @@ def test_plugin_graph_loads_the_plugin_and_prefers_its_aot_kernel(plugin):
     assert plan.plugin.module == PLUGIN_MODULE
     assert plan.plugin.min_tensorrt == "10.10"  # no plugin_namespace attribute: domain as namespace
     text = plan.describe()
-    assert "basam::BasamAttention x1" in text and "NOT importable" in text
+    assert "basam::BasamAttention x1" in text and f"load {PLUGIN_MODULE} (importable)" in text
     # the decoder of the same export holds no plugin node
     assert not make_plan(plugin / "decoder.onnx").plugin.required
     with pytest.raises(BasamError) as info:
@@ -323,7 +325,7 @@ def test_dry_run_prints_the_whole_plan_for_each_export(fp32, fp16, plugin, capsy
     cases = [
         (fp32, "strongly-typed", "FP32 throughout", "none (no node in domain 'basam')"),
         (fp16, "strongly-typed", "mixed FP16", "none (no node in domain 'basam')"),
-        (plugin, "strongly-typed", "FP32 throughout", "load basam_deploy.tensorrt_plugin"),
+        (plugin, "strongly-typed", "FP32 throughout", "load basam_deploy.tensorrt.plugin"),
     ]
     for folder, route, precision, plugin_line in cases:
         assert (
@@ -580,9 +582,17 @@ def test_builder_one_line_errors(fp32, plugin, tmp_path):
     with pytest.raises(BasamError, match="made on another GPU or TensorRT version"):
         build_engine(plan, emit=lambda s: None, trt=fake_tensorrt([]))
     plan = make_plan(plugin / "encoder.onnx", BuildOptions(output=out))
+    missing = dataclasses.replace(
+        plan, plugin=dataclasses.replace(plan.plugin, module="basam_plugin_not_there")
+    )
     with pytest.raises(BasamError) as info:
-        build_engine(plan, emit=lambda s: None, trt=fake_tensorrt([], "10.13.0.35"))
-    assert f"plugin module {PLUGIN_MODULE} is not installed" in str(info.value)
+        build_engine(missing, emit=lambda s: None, trt=fake_tensorrt([], "10.13.0.35"))
+    assert "plugin module basam_plugin_not_there is not installed" in str(info.value)
+    if not tensorrt_available():
+        # The real plugin module registers with the real tensorrt.plugin: without TensorRT that
+        # import is the one-line missing-TensorRT error, not a traceback.
+        with pytest.raises(BasamError, match="TensorRT is not installed"):
+            build_engine(plan, emit=lambda s: None, trt=fake_tensorrt([], "10.13.0.35"))
     with pytest.raises(BasamError, match="TensorRT 10.9.0.34 needs"):
         build_engine(plan, emit=lambda s: None, trt=fake_tensorrt([], "10.9.0.34"))
     assert not out.exists() and not list(tmp_path.glob(".x.engine*"))

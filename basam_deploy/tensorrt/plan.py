@@ -44,8 +44,8 @@ from .trt_import import DOMAIN_NAMESPACE_VERSION
 
 DEFAULT_PRESET = "ladder"
 PLUGIN_DOMAIN = "basam"
-# The module that registers the BA-SAM TensorRT plugin (tensorrt.plugin); written in its own issue.
-PLUGIN_MODULE = "basam_deploy.tensorrt_plugin"
+# The module that registers the BA-SAM TensorRT plugin (tensorrt.plugin), imported before parsing.
+PLUGIN_MODULE = "basam_deploy.tensorrt.plugin"
 PLUGIN_MODES = ("auto", "off")
 PRECISIONS = ("fp32", "fp16")
 STRONGLY_TYPED, WEAKLY_TYPED_FP16 = "strongly-typed", "weakly-typed-fp16"

@@ -1,0 +1,128 @@
+"""``basam::BasamAttention``: the fused BA-SAM attention as a TensorRT quickly deployable plugin.
+
+Importing this module registers the plugin with TensorRT (>= 10.9, ``tensorrt.plugin``); the build
+plan imports it (``plan.PLUGIN_MODULE``) before the ONNX parser meets a node of op type
+``BasamAttention`` in namespace ``basam`` (docs/fused_attention.md). The plugin is ahead-of-time
+only: at build time ``aot_impl`` compiles the Triton kernel to PTX for the GPU the builder runs on
+and describes its launch symbolically, and TensorRT embeds both in the engine, which then runs on
+the plain TensorRT runtime (trtexec, C++) with no Python and no Triton.
+
+Every launch decision (tile per dtype and head dim, grid formula, int32 scalars and their order,
+block size, shared memory bound) is ``basam_deploy.kernels.launch``'s, evaluated here on TensorRT's
+shape expressions; this module only translates between the two APIs.
+
+- inputs: q, k, v (B nh H W d), rel_h (B nh H W H), rel_w (B nh H W W), all FP32 or all FP16;
+  output: B nh H W d in the same type. d must be a build-time constant (it is a constexpr of the
+  kernel); B, H and W may be dynamic.
+- attributes, in the contract's order: scale_mode, n0, patch_size, bias_slope, bias_metric. They are
+  compiled into the kernel, so they are not serialized into the engine (TensorRT's AOT rule).
+"""
+
+import importlib
+from typing import List, Tuple, Union
+
+from ..errors import BasamError
+from ..kernels import launch
+from .trt_import import import_tensorrt
+
+trt = import_tensorrt()
+trtp = importlib.import_module("tensorrt.plugin")
+
+PLUGIN_NAMESPACE = "basam"
+PLUGIN_NAME = "BasamAttention"
+PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
+# TensorRT type -> the dtype name launch.py and the kernel use; exactly the autotune's types.
+_DTYPES = {trt.float32: "float32", trt.float16: "float16"}
+
+
+@trtp.register(PLUGIN_ID)
+def basam_attention_desc(
+    q: trtp.TensorDesc,
+    k: trtp.TensorDesc,
+    v: trtp.TensorDesc,
+    rel_h: trtp.TensorDesc,
+    rel_w: trtp.TensorDesc,
+    scale_mode: str,
+    n0: int,
+    patch_size: int,
+    bias_slope: float,
+    bias_metric: str,
+) -> trtp.TensorDesc:
+    """The output is B nh H W d in q's type; bad attribute values stop the build here."""
+    launch.check_attributes(scale_mode, n0, patch_size, bias_slope, bias_metric)
+    return q.like()
+
+
+@trtp.autotune(PLUGIN_ID)
+def basam_attention_autotune(
+    q: trtp.TensorDesc,
+    k: trtp.TensorDesc,
+    v: trtp.TensorDesc,
+    rel_h: trtp.TensorDesc,
+    rel_w: trtp.TensorDesc,
+    outputs: Tuple[trtp.TensorDesc],
+) -> List[trtp.AutoTuneCombination]:
+    """All five inputs and the output share one type, FP32 or FP16, in linear layout."""
+    num_io = len(launch.INPUTS) + len(launch.OUTPUTS)
+    return [trtp.AutoTuneCombination(launch.autotune_types(num_io), "LINEAR")]
+
+
+def _head_dim(q: trtp.TensorDesc) -> int:
+    dim = q.shape_expr[4]
+    if dim.is_fake or not dim.is_constant:
+        raise BasamError(
+            "basam::BasamAttention needs a static head dim (the last axis of q), compiled into "
+            "its kernel: export the ONNX with a fixed head dim"
+        )
+    return dim.constant_value()
+
+
+def _dtype(q: trtp.TensorDesc) -> str:
+    if q.dtype not in _DTYPES:
+        raise BasamError(
+            f"basam::BasamAttention takes FP32 or FP16 tensors, got {q.dtype}: export the graph "
+            f"in FP32 or FP16"
+        )
+    return _DTYPES[q.dtype]
+
+
+@trtp.aot_impl(PLUGIN_ID)
+def basam_attention_aot(
+    q: trtp.TensorDesc,
+    k: trtp.TensorDesc,
+    v: trtp.TensorDesc,
+    rel_h: trtp.TensorDesc,
+    rel_w: trtp.TensorDesc,
+    scale_mode: str,
+    n0: int,
+    patch_size: int,
+    bias_slope: float,
+    bias_metric: str,
+    outputs: Tuple[trtp.TensorDesc],
+    tactic: int,
+) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
+    """(kernel name, PTX, launch, int32 scalars) of the kernel for these types and attributes.
+
+    ``tactic`` is TensorRT's default (0): one tile per dtype and head dim, from launch.py.
+    """
+    # Imported here: Triton is needed to build an engine, not to run one or to import this module.
+    from ..kernels.aot import compile_attention
+
+    compiled = compile_attention(
+        _dtype(q),
+        _head_dim(q),
+        scale_mode=scale_mode,
+        n0=n0,
+        patch_size=patch_size,
+        bias_slope=bias_slope,
+        bias_metric=bias_metric,
+    )
+    shape = q.shape_expr  # B nh H W d, symbolic
+    params = trtp.KernelLaunchParams()
+    params.grid_x, params.grid_y, params.grid_z = launch.grid(shape, compiled.tile, trtp.cdiv)
+    params.block_x = compiled.threads
+    params.shared_mem = compiled.shared
+    scalars = trtp.SymIntExprs.from_tuple(
+        [trtp.SymInt32(value) for value in launch.scalar_args(shape)]
+    )
+    return compiled.name, compiled.ptx, params, scalars
