@@ -44,7 +44,7 @@ def test_default_export_writes_files_and_passes_parity(tmp_path, monkeypatch, ca
         (["--checkpoint", "/nonexistent.pth"], "checkpoint not found"),
         (["--min-size", "200"], "--min-size 200 is not a positive multiple of 16"),
         (["--min-size", "1024", "--max-size", "512"], "is above --max-size"),
-        (["--bias", "plugin"], "not available yet"),
+        (["--bias", "fused"], "invalid choice: 'fused'"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, args, message):

@@ -18,6 +18,8 @@ from ..export.onnx_export import (
     ExportOptions,
     export_onnx,
 )
+from ..weights import DEFAULT as DEFAULT_CHECKPOINT
+from ..weights import resolve_checkpoint
 from . import ArgumentParser, parse_size, run
 
 DEFAULT_OUTPUT = Path("export") / "out"
@@ -34,11 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="tiny", choices=list(MODEL_CONFIGS))
     parser.add_argument("--preset", default="basam", choices=list(PRESETS))
     parser.add_argument(
-        "--checkpoint", type=Path, default=None, help="default: random init (seed 0)"
+        "--checkpoint",
+        default=DEFAULT_CHECKPOINT,
+        metavar="PATH",
+        help="a checkpoint file; 'default' (default): the weights embedded in the package (tiny; "
+        "other models stay random); 'none': random init (seed 0)",
     )
     parser.add_argument("--bias-slope", type=float, default=None)
     parser.add_argument("--bias-metric", default=None, choices=list(BIAS_METRICS))
-    parser.add_argument("--bias", default="subgraph", choices=list(BIAS_MODES))
+    parser.add_argument(
+        "--bias",
+        default="subgraph",
+        choices=list(BIAS_MODES),
+        help="subgraph: attention as ordinary ONNX ops (default); plugin: one basam::BasamAttention "
+        "node per global block, for the TensorRT plugin (onnxruntime runs it with "
+        "onnxruntime-extensions)",
+    )
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     parser.add_argument(
         "--min-size", type=int, default=None, help="default 256 (1024 for basam-official)"
@@ -76,15 +89,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     import torch
 
     torch.manual_seed(0)
+    checkpoint = resolve_checkpoint(
+        args.model, None if args.checkpoint == "none" else args.checkpoint
+    )
     sam = build_sam(
         args.model,
         args.preset,
-        args.checkpoint,
+        checkpoint,
         bias_slope=args.bias_slope,
         bias_metric=args.bias_metric,
     )
     print(f"basam-export: {', '.join(f'{k}={v}' for k, v in sam.describe().items())}")
-    result = export_onnx(sam, args.output, options, checkpoint=args.checkpoint)
+    result = export_onnx(sam, args.output, options, checkpoint=checkpoint)
     if result.parity is not None:
         print(result.parity.table())
     print(f"wrote {result.folder}/ (encoder.onnx, decoder.onnx, manifest.json)")

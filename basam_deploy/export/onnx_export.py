@@ -3,6 +3,13 @@
 One function does the whole export; torch/exporter version drift is handled in ``trace_to_onnx``.
 Stages: trace (torch.export-based ONNX exporter, dynamic dims) -> tidy (onnx-graphsurgeon) ->
 precision policy (fp16) -> TensorRT op check -> metadata, files, manifest -> onnxruntime parity.
+
+Bias modes (``ExportOptions.bias``): ``subgraph`` writes every attention as ordinary ONNX ops (the
+bias as Shape/Range/Abs/Einsum/Add arithmetic, the N x N logits materialized); ``plugin`` traces the
+global blocks with the fused backend, so that each global attention core becomes one
+``basam::BasamAttention`` node (``fused_op.py``, docs/fused_attention.md) for the TensorRT plugin;
+window blocks stay subgraphs. onnxruntime runs such a file through the Python reference op
+(``runners/ort_fused_op.py``), which is what the parity step does.
 """
 
 import contextlib
@@ -29,9 +36,9 @@ from ..artifacts import (
 from ..errors import BasamError
 from ..modeling import BasamSam
 from ..parity import ParityReport
-from . import parity_check
+from . import fused_op, parity_check
 from .graphs import DecoderGraph, EncoderGraph
-from .op_check import check_tensorrt_ops
+from .op_check import BASAM_PLUGIN_OPS, check_tensorrt_ops
 from .precision import check_precision_policy, precision_summary, to_mixed_fp16
 from .tidy import tidy
 
@@ -76,11 +83,6 @@ class ExportOptions:
             )
         if self.bias not in BIAS_MODES:
             raise BasamError(f"unknown bias mode {self.bias!r}: choose {' or '.join(BIAS_MODES)}")
-        if self.bias == "plugin":
-            raise BasamError(
-                "--bias plugin (one fused BA-SAM attention op for a TensorRT plugin) is not available "
-                "yet: export with --bias subgraph"
-            )
         if self.opset not in SUPPORTED_OPSETS:
             raise BasamError(
                 f"opset {self.opset} is not supported: choose one of "
@@ -152,11 +154,13 @@ def trace_to_onnx(
     args: Tuple[torch.Tensor, ...],
     dynamic_shapes: Dict[str, Dict[int, object]],
     opset: int,
+    custom_translation_table: Optional[Dict[Callable, Callable]] = None,
 ) -> onnx.ModelProto:
     """torch.onnx.export with the torch.export-based exporter (``dynamo=True``, torch >= 2.5).
 
     The legacy TorchScript exporter is not used: it bakes sizes read in Python into the graph.
     Its console chatter (progress lines, torchvision-missing warnings) is silenced; errors still raise.
+    custom_translation_table: ONNX translations of custom ops (``fused_op.translation_table``).
     """
     onnx_logger = logging.getLogger("torch.onnx")
     level = onnx_logger.level
@@ -172,6 +176,7 @@ def trace_to_onnx(
                 opset_version=opset,
                 verbose=False,
                 optimize=True,
+                custom_translation_table=custom_translation_table,
             )
     finally:
         onnx_logger.setLevel(level)
@@ -198,8 +203,23 @@ def _encoder_proto(sam: BasamSam, options: ExportOptions) -> onnx.ModelProto:
         }
     }
     channels = sam.prompt_encoder.embed_dim
+    module = EncoderGraph(sam).eval()
+    # plugin: the global blocks trace as torch.ops.basam.attention, one BasamAttention node each;
+    # subgraph: as ordinary ops, whatever backend the model was built with. The model given is
+    # switched for the trace only (the parity reference keeps its own backend).
+    plugin = options.bias == "plugin"
+    with sam.image_encoder.using_attention_backend("fused" if plugin else "torch"):
+        proto = trace_to_onnx(
+            module,
+            (example,),
+            dims,
+            options.opset,
+            fused_op.translation_table() if plugin else None,
+        )
+    if plugin:
+        fused_op.canonicalize(proto)
     return tidy(
-        trace_to_onnx(EncoderGraph(sam).eval(), (example,), dims, options.opset),
+        proto,
         {"image": ["batch", 3, "height", "width"]},
         {"image_embeddings": ["batch", channels, "grid_h", "grid_w"]},
     )
@@ -253,6 +273,13 @@ def _describe(
         if checkpoint is None
         else {"path": str(checkpoint), "sha256": sha256(checkpoint)},
         "bias": options.bias,
+        # The fused op of --bias plugin (docs/fused_attention.md), in the global blocks.
+        "attention_op": None
+        if options.bias != "plugin"
+        else {
+            **fused_op.describe(),
+            "blocks": [i for i, b in enumerate(sam.image_encoder.blocks) if b.window_size == 0],
+        },
         "precision": options.precision,
         "opset": options.opset,
         "size_range": {
@@ -362,9 +389,12 @@ def export_onnx(
 
         stage("applying the FP16 precision policy (LayerNorm, softmax, bias in FP32)", convert)
 
+    # The plugin's node is served by our TensorRT plugin, not by the parser's own importers.
+    plugin_ops = BASAM_PLUGIN_OPS if options.bias == "plugin" else ()
+
     def check_ops():
         for model in protos.values():
-            check_tensorrt_ops(model)
+            check_tensorrt_ops(model, plugin_ops)
 
     stage("checking every node against TensorRT's ONNX operator list", check_ops)
 
@@ -378,6 +408,8 @@ def export_onnx(
                 entry = {**save_checked(model, staging / name), **_io_signature(model)}
                 if options.precision == "fp16":
                     entry["precision"] = precision_summary(model)
+                if options.bias == "plugin":
+                    entry["attention_op_nodes"] = len(fused_op.fused_nodes(model))
                 files[name] = entry
             manifest = {**info, "files": files, "parity": None}
             write_json(staging / MANIFEST, manifest)

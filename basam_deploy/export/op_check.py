@@ -8,6 +8,12 @@ module enforces (allowed attribute values, inputs that must be initializers, dec
 Every export runs ``check_tensorrt_ops``: a graph that passes is not proven to build (data types,
 shapes and numerics are TensorRT's to judge), but one that fails would certainly not parse.
 
+Our own TensorRT plugin ops are accepted when the caller declares them in ``plugin_ops``
+(``basam-export --bias plugin`` passes ``BASAM_PLUGIN_OPS``); a declared ``basam::BasamAttention``
+node must then also keep the op's contract (``fused_op.node_problems``: inputs, attribute names,
+types and values, ``plugin_namespace`` / ``plugin_version``), or the plugin registry would not
+take it.
+
 Written by hand: onnx knows no backend's operator coverage, and the tools that do (Polygraphy's
 ``inspect capability``, ``IParser.supports_model_v2``) need TensorRT itself, which the project's
 machines cannot install.
@@ -24,10 +30,13 @@ import onnx
 from onnx import helper
 
 from ..errors import BasamError
+from . import fused_op
 
 OPS_FILE = "tensorrt_ops.json"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _MAX_NAMED = 5
+# The ops basam-deploy's own TensorRT plugin serves: (domain, op_type).
+BASAM_PLUGIN_OPS = fused_op.PLUGIN_OPS
 
 
 @dataclass(frozen=True)
@@ -241,7 +250,7 @@ class _Walker:
     def node_problems(self, node: onnx.NodeProto, constants: FrozenSet[str]) -> List[str]:
         key = (_domain(node.domain), node.op_type)
         if key in self.plugins:
-            return []
+            return fused_op.node_problems(node) if fused_op.is_fused_node(node) else []
         if key in self.functions:
             if key not in self.called:
                 self.called.append(key)

@@ -54,11 +54,15 @@ def check_export(
 
     For each check size: batch 1, and batch 2 for non-square sizes. The decoder chain feeds each
     side its own embeddings (onnxruntime's to onnxruntime), so errors add up as in deployment.
+    A ``--bias plugin`` encoder runs its BasamAttention nodes through the onnxruntime-extensions
+    reference op (``OnnxRuntimeRunner`` rewrites them in memory); the PyTorch reference is ``sam``
+    with its own attention backend.
     """
     tolerance = FP16_TOLERANCE if options.precision == "fp16" else FP32_TOLERANCE
     report = ParityReport(
         reference="pytorch (fp32)",
-        candidate=f"onnxruntime ({options.precision})",
+        candidate=f"onnxruntime ({options.precision})"
+        + (", BasamAttention by its Python reference op" if options.bias == "plugin" else ""),
         tolerance=tolerance,
     )
     torch_encoder = TorchRunner(EncoderGraph(sam), ENCODER_INPUTS, ENCODER_OUTPUTS, "pytorch")

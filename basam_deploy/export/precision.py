@@ -33,6 +33,15 @@ before Q.K^T).
   an FP32 Resize inside an FP16 network (any exporter's interpolation; basam-deploy's encoder
   resizes its position embedding with matrices instead, shape-derived math above).
 
+**The fused attention node** (``basam::BasamAttention``, exports with ``--bias plugin``): FP16 in
+and out. Its five inputs (q, k, v and the rel-pos terms rel_h, rel_w) and its output are FP16
+tensors in the mixed graph: the op's contract requires one dtype for all of them, and its FP16
+inputs are what the subgraph form computes in FP16 too (the projections and the rel-pos Einsums).
+Everything the subgraph form keeps in FP32 around Softmax (scale, rel-pos and bias additions,
+softmax, the P.V accumulation) is FP32 *inside* the op by contract, in every implementation (Triton
+kernel, TensorRT plugin, onnxruntime reference). FP32 inputs would only double the plugin's memory
+traffic. ONNX has no schema for the op: its output's type is q's (see ``_infer``).
+
 Graph inputs and outputs stay FP32 (Casts at the boundary). Integer and bool tensors are untouched.
 
 The mechanics (converting initializers, inserting Casts around FP32 nodes) are onnxconverter-common's
@@ -51,6 +60,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import BasamError, BasamWarning
+from . import fused_op
 
 FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16)
 
@@ -524,10 +534,23 @@ def _repair_casts(model: onnx.ModelProto) -> None:
 
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model``'s skeleton (``_skeleton``) with every tensor's type and shape in value_info, by
-    strict inference (raises on any inconsistency)."""
-    return onnx.shape_inference.infer_shapes(
-        _skeleton(model), check_type=True, strict_mode=True, data_prop=True
-    )
+    strict inference (raises on any inconsistency).
+
+    ONNX has no schema for ``basam::BasamAttention``: its output gets q's type and shape
+    (``fused_op.annotate_outputs``, the contract) and inference runs again from there, once per
+    fused node that was waiting for its inputs' types."""
+
+    def infer(proto: onnx.ModelProto) -> onnx.ModelProto:
+        return onnx.shape_inference.infer_shapes(
+            proto, check_type=True, strict_mode=True, data_prop=True
+        )
+
+    inferred = infer(_skeleton(model))
+    for _ in fused_op.fused_nodes(inferred):
+        if not fused_op.annotate_outputs(inferred):
+            break
+        inferred = infer(inferred)
+    return inferred
 
 
 def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -613,7 +636,8 @@ def check_precision_policy(model: onnx.ModelProto) -> None:
     """Raise a one-line BasamError naming every node of a converted graph that breaks the policy.
 
     Checked: float graph inputs and outputs are FP32; every normalization and Softmax computes in
-    FP32 (all its float inputs FP32); every MatMul/Gemm/Conv/ConvTranspose/Einsum with an operand
+    FP32 (all its float inputs FP32); every BasamAttention node has FP16 inputs and output; every
+    MatMul/Gemm/Conv/ConvTranspose/Einsum with an operand
     of real size computes in FP16, i.e. every one that reads input data, except a projection of
     coordinates (contraction over at most COORDINATE_CONTRACTION values); those computed from
     sizes and weights alone (a positional encoding of the grid) are shape-derived math, exempt.
@@ -628,6 +652,10 @@ def check_precision_policy(model: onnx.ModelProto) -> None:
         float_types = {graph.elem_type[name] for name in graph.float_inputs(node)}
         if node.op_type in FP32_NORM_OPS | FP32_SOFTMAX_OPS and float_types != {TensorProto.FLOAT}:
             problems.append(f"{node.op_type} {node.name} is not FP32")
+        if fused_op.is_fused_node(node):
+            types = {graph.elem_type.get(name) for name in list(node.input) + list(node.output)}
+            if types != {TensorProto.FLOAT16}:
+                problems.append(f"{node.op_type} {node.name} does not read and write FP16")
         size = graph.contraction(node)
         if (
             node.op_type in FP16_COMPUTE_OPS

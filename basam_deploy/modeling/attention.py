@@ -24,6 +24,11 @@ from .tracing import is_exporting
 # Automatic chunking starts when one attention's float logits (B x nh x N x N) would exceed this.
 LOGITS_BUDGET_BYTES = 1 << 30
 
+# How a layer computes its attention core: "torch" = the chunked path of this module, "fused" =
+# one ``torch.ops.basam.attention`` call (``fused_attention.py``; the Triton kernel on CUDA), the
+# op that ``basam-export --bias plugin`` writes into ONNX as one node.
+ATTENTION_BACKENDS = ("torch", "fused")
+
 
 def rows_per_chunk(
     chunk: Optional[int], batch_heads: int, grid_hw: Tuple[int, int], element_size: int
@@ -49,34 +54,24 @@ def rows_per_chunk(
     return None if rows >= height else rows
 
 
-def attend_rows(
+def rel_pos_terms(
     q_rows: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
     query_rows: torch.Tensor,
     *,
     grid_hw: Tuple[int, int],
     rel_h_table: torch.Tensor,
     rel_w_table: torch.Tensor,
-    scale: Union[float, torch.Tensor],
-    slopes: Optional[torch.Tensor],
-    metric: str,
-) -> torch.Tensor:
-    """Attention output for the queries of some whole rows of the token grid.
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """SAM's decomposed rel-pos terms of some whole rows of queries, from the unscaled queries.
 
     q_rows: B nh r W d, the queries of grid rows ``query_rows`` (r,) int64.
-    k, v: B nh N d, every key and value (N = H W).
     rel_h_table: (2H - 1, d), rel_w_table: (2W - 1, d), resized to the grid and already multiplied
     by the rel-pos coefficient c (c q.R = q.(c R), and the tables are the smallest operand).
-    slopes: (nh,) distance-penalty slopes, or None for no penalty.
-    Returns B nh (r W) d.
+    Returns rel_h: B nh r W H (``q_i . Rh[yi - yk]`` for every key row yk) and rel_w: B nh r W W
+    (``q_i . Rw[xi - xk]`` for every key column xk): with ``query_rows`` = all rows, the ``rel_h`` /
+    ``rel_w`` inputs of the fused op (``fused_attention.py``). The one definition of these terms.
     """
     height, width = grid_hw
-    batch, heads, rows, _, head_dim = q_rows.shape
-    q_flat = q_rows.reshape(batch, heads, rows * width, head_dim)
-    logits = (q_flat * scale) @ k.transpose(-2, -1)  # B nh rW N
-
-    # SAM's decomposed rel-pos term, from the unscaled queries.
     rh = relative_rows(rel_h_table, query_rows, height)  # r H d
     rw = relative_rows(rel_w_table, torch.arange(width, device=q_rows.device), width)  # W W d
     # The einsums' outputs come in a permuted memory layout; an elementwise op with a broadcast
@@ -88,6 +83,33 @@ def attend_rows(
     rel_w = torch.einsum("bnrwd,wkd->bnrwk", q_rows, rw).clone(
         memory_format=torch.contiguous_format
     )
+    return rel_h, rel_w
+
+
+def attend_with_terms(
+    q_rows: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    rel_h: torch.Tensor,
+    rel_w: torch.Tensor,
+    query_rows: torch.Tensor,
+    *,
+    grid_hw: Tuple[int, int],
+    scale: Union[float, torch.Tensor],
+    slopes: Optional[torch.Tensor],
+    metric: str,
+) -> torch.Tensor:
+    """Attention output for the queries of some whole rows of the token grid, given their rel-pos
+    terms: the logits, distance penalty and softmax of BA-SAM, in one place for both backends.
+
+    q_rows: B nh r W d (unscaled) of grid rows ``query_rows`` (r,) int64; k, v: B nh N d (N = H W);
+    rel_h: B nh r W H, rel_w: B nh r W W (``rel_pos_terms``); slopes: (nh,) distance-penalty
+    slopes, or None for no penalty. Returns B nh (r W) d, in the dtype of the operands.
+    """
+    height, width = grid_hw
+    batch, heads, rows, _, head_dim = q_rows.shape
+    q_flat = q_rows.reshape(batch, heads, rows * width, head_dim)
+    logits = (q_flat * scale) @ k.transpose(-2, -1)  # B nh rW N
 
     euclidean = None
     if slopes is not None:
@@ -119,6 +141,45 @@ def attend_rows(
     return attn @ v  # B nh rW d
 
 
+def attend_rows(
+    q_rows: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    query_rows: torch.Tensor,
+    *,
+    grid_hw: Tuple[int, int],
+    rel_h_table: torch.Tensor,
+    rel_w_table: torch.Tensor,
+    scale: Union[float, torch.Tensor],
+    slopes: Optional[torch.Tensor],
+    metric: str,
+) -> torch.Tensor:
+    """Attention output for the queries of some whole rows of the token grid.
+
+    q_rows: B nh r W d, the queries of grid rows ``query_rows`` (r,) int64.
+    k, v: B nh N d, every key and value (N = H W).
+    rel_h_table: (2H - 1, d), rel_w_table: (2W - 1, d), resized to the grid and already multiplied
+    by the rel-pos coefficient c (c q.R = q.(c R), and the tables are the smallest operand).
+    slopes: (nh,) distance-penalty slopes, or None for no penalty.
+    Returns B nh (r W) d.
+    """
+    rel_h, rel_w = rel_pos_terms(
+        q_rows, query_rows, grid_hw=grid_hw, rel_h_table=rel_h_table, rel_w_table=rel_w_table
+    )
+    return attend_with_terms(
+        q_rows,
+        k,
+        v,
+        rel_h,
+        rel_w,
+        query_rows,
+        grid_hw=grid_hw,
+        scale=scale,
+        slopes=slopes,
+        metric=metric,
+    )
+
+
 class BasamAttention(Attention):
     """Multi-head attention with SAM's rel-pos term and BA-SAM's scale and distance bias.
 
@@ -127,7 +188,10 @@ class BasamAttention(Attention):
     The rel-pos tables may hold any length (a checkpoint's training size): they are resized to
     2S - 1 for the grid of every call.
 
-    chunk: query chunking of this layer, see ``rows_per_chunk``.
+    chunk: query chunking of this layer, see ``rows_per_chunk`` (backend "torch" only: the fused op
+    chunks by itself).
+    backend: "torch" or "fused" (see ``ATTENTION_BACKENDS``); a plain attribute, switched by
+    ``BasamImageEncoder.attention_backend`` for the global blocks.
     """
 
     def __init__(
@@ -138,12 +202,14 @@ class BasamAttention(Attention):
         input_size: Tuple[int, int],
         spec: AttentionSpec,
         chunk: Optional[int] = None,
+        backend: str = "torch",
     ) -> None:
         super().__init__(
             dim, num_heads=num_heads, qkv_bias=qkv_bias, use_rel_pos=True, input_size=input_size
         )
         self.spec = spec
         self.chunk = chunk
+        self.backend = backend
         self.coefficient: Optional[nn.Parameter]
         coefficient = (
             torch.full((1,), OFFICIAL_COEFFICIENT_INIT) if spec.learned_coefficient else None
@@ -175,31 +241,81 @@ class BasamAttention(Attention):
         if self.coefficient is not None:
             rel_h_table = rel_h_table * self.coefficient
             rel_w_table = rel_w_table * self.coefficient
+        if self.backend == "fused":
+            out = self._fused_core(q_grid, k, v, rel_h_table, rel_w_table)
+        else:
+            out = self._torch_core(q_grid, k, v, rel_h_table, rel_w_table)
+        # B nh (H W) d -> B nh H W d -> B H W nh d -> B H W C
+        out = out.view(batch, self.num_heads, height, width, head_dim).permute(0, 2, 3, 1, 4)
+        return self.proj(out.reshape(batch, height, width, -1))
+
+    def _fused_core(
+        self,
+        q_grid: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        rel_h_table: torch.Tensor,
+        rel_w_table: torch.Tensor,
+    ) -> torch.Tensor:
+        """One ``torch.ops.basam.attention`` call: B nh H W d (q, k, v and the rel-pos terms of every
+        query, coefficient folded into the tables) -> B nh (H W) d."""
+        batch, heads, height, width, head_dim = q_grid.shape
+        rel_h, rel_w = rel_pos_terms(
+            q_grid,
+            torch.arange(height, device=q_grid.device),
+            grid_hw=(height, width),
+            rel_h_table=rel_h_table,
+            rel_w_table=rel_w_table,
+        )
+        spec = self.spec
+        out = torch.ops.basam.attention(
+            q_grid,
+            k.reshape(batch, heads, height, width, head_dim),
+            v.reshape(batch, heads, height, width, head_dim),
+            rel_h,
+            rel_w,
+            spec.scale,
+            spec.n0,
+            spec.patch_size,
+            float(spec.bias_slope),
+            spec.bias_metric,
+        )
+        return out.reshape(batch, heads, height * width, head_dim)
+
+    def _torch_core(
+        self,
+        q_grid: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        rel_h_table: torch.Tensor,
+        rel_w_table: torch.Tensor,
+    ) -> torch.Tensor:
+        """The chunked PyTorch path: B nh H W d queries, B nh N d keys and values -> B nh N d."""
+        batch, _, height, width, head_dim = q_grid.shape
+        device = q_grid.device
         terms = dict(
             grid_hw=(height, width),
             rel_h_table=rel_h_table,
             rel_w_table=rel_w_table,
-            scale=attention_scale(self.spec, (height, width), head_dim, x.device),
+            scale=attention_scale(self.spec, (height, width), head_dim, device),
             slopes=self.slopes,
             metric=self.spec.bias_metric,
         )
-        rows = rows_per_chunk(self.chunk, batch * self.num_heads, (height, width), q.element_size())
+        rows = rows_per_chunk(
+            self.chunk, batch * self.num_heads, (height, width), q_grid.element_size()
+        )
         if rows is None:
-            out = attend_rows(q_grid, k, v, torch.arange(height, device=x.device), **terms)
-        else:
-            out = torch.cat(
-                [
-                    attend_rows(
-                        q_grid[:, :, start : start + rows],
-                        k,
-                        v,
-                        torch.arange(start, min(start + rows, height), device=x.device),
-                        **terms,
-                    )
-                    for start in range(0, height, rows)
-                ],
-                dim=2,
-            )
-        # B nh (H W) d -> B nh H W d -> B H W nh d -> B H W C
-        out = out.view(batch, self.num_heads, height, width, head_dim).permute(0, 2, 3, 1, 4)
-        return self.proj(out.reshape(batch, height, width, -1))
+            return attend_rows(q_grid, k, v, torch.arange(height, device=device), **terms)
+        return torch.cat(
+            [
+                attend_rows(
+                    q_grid[:, :, start : start + rows],
+                    k,
+                    v,
+                    torch.arange(start, min(start + rows, height), device=device),
+                    **terms,
+                )
+                for start in range(0, height, rows)
+            ],
+            dim=2,
+        )

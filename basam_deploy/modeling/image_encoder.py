@@ -6,10 +6,18 @@ graph that stays dynamic when traced:
 - window partition pads unconditionally (by zero when nothing is needed) and always crops back;
 - attention is ``BasamAttention`` (rel-pos tables resized per call, BA-SAM's scale and bias).
 Parameter names are segment-anything's, so its checkpoints load as they are.
+
+Attention backend (``attention_backend``): "torch" runs every block's attention core in PyTorch
+(chunked over query rows); "fused" routes the GLOBAL blocks' core through ``torch.ops.basam.attention``
+(``fused_attention.py``: the Triton kernel on CUDA, the op ``basam-export --bias plugin`` writes into
+ONNX). Window blocks always keep the PyTorch path: they see N = window^2 tokens (64 to 196), where the
+whole N x N logits are a few hundred KiB per head, the bias is a small constant-sized subgraph that
+TensorRT fuses by itself, and a kernel launch per window batch would gain nothing.
 """
 
+import contextlib
 from functools import partial
-from typing import Optional, Tuple, Type
+from typing import Iterator, List, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +26,8 @@ from torch import nn
 from ..configs import ModelConfig, Preset
 from ..errors import BasamError
 from ..sam_modules import Block, ImageEncoderViT
-from .attention import BasamAttention
+from . import fused_attention  # noqa: F401  (registers torch.ops.basam.attention)
+from .attention import ATTENTION_BACKENDS, BasamAttention
 from .tracing import is_exporting
 
 # segment-anything's and PyTorch's bicubic kernel (Keys, a = -0.75).
@@ -111,6 +120,7 @@ class BasamBlock(Block):
         input_size: Tuple[int, int],
         preset: Preset,
         attention_chunk: Optional[int] = None,
+        attention_backend: str = "torch",
     ) -> None:
         super().__init__(
             dim,
@@ -131,6 +141,8 @@ class BasamBlock(Block):
             input_size=input_size if is_global else (window_size, window_size),
             spec=preset.attention_spec(is_global),
             chunk=attention_chunk,
+            # Window blocks keep the PyTorch path (see the module docstring).
+            backend=attention_backend if is_global else "torch",
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,7 +168,11 @@ class BasamImageEncoder(ImageEncoderViT):
     """
 
     def __init__(
-        self, config: ModelConfig, preset: Preset, attention_chunk: Optional[int] = None
+        self,
+        config: ModelConfig,
+        preset: Preset,
+        attention_chunk: Optional[int] = None,
+        attention_backend: str = "torch",
     ) -> None:
         grid = config.grid_side
         # depth=0: the parent builds the patch embedding, position embedding and neck; the blocks
@@ -194,6 +210,37 @@ class BasamImageEncoder(ImageEncoderViT):
                     attention_chunk=attention_chunk,
                 )
             )
+        self.attention_backend = attention_backend
+
+    def global_attentions(self) -> List[BasamAttention]:
+        """The attention layers of the global blocks, in block order."""
+        return [block.attn for block in self.blocks if block.window_size == 0]
+
+    @property
+    def attention_backend(self) -> str:
+        """The global blocks' attention core: "torch" or "fused"."""
+        return self._attention_backend
+
+    @attention_backend.setter
+    def attention_backend(self, backend: str) -> None:
+        if backend not in ATTENTION_BACKENDS:
+            raise BasamError(
+                f"unknown attention backend {backend!r}: choose {' or '.join(ATTENTION_BACKENDS)}"
+            )
+        for attn in self.global_attentions():
+            attn.backend = backend
+        self._attention_backend = backend
+
+    @contextlib.contextmanager
+    def using_attention_backend(self, backend: str) -> Iterator["BasamImageEncoder"]:
+        """Run the global blocks with ``backend`` inside the ``with`` block, then restore the
+        previous one (``basam-export --bias plugin`` traces the model given to it this way)."""
+        previous = self.attention_backend
+        self.attention_backend = backend
+        try:
+            yield self
+        finally:
+            self.attention_backend = previous
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a one-line BasamError for an image batch this encoder cannot take."""

@@ -1,7 +1,12 @@
-"""onnxruntime (CPU) as a runner for exported ONNX files."""
+"""onnxruntime (CPU) as a runner for exported ONNX files.
+
+Files exported with ``--bias plugin`` hold ``basam::BasamAttention`` nodes: the runner then builds its
+session from an in-memory copy whose nodes are onnxruntime-extensions' Python reference op
+(``ort_fused_op.py``); the file itself is never changed.
+"""
 
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import numpy as np
 
@@ -12,6 +17,8 @@ class OnnxRuntimeRunner:
     """Runs one ONNX file with onnxruntime's CPU provider.
 
     threads: intra-op threads (None: onnxruntime's default, all cores).
+    ``uses_fused_op`` tells, once activated, whether the file's BasamAttention nodes run through the
+    onnxruntime-extensions reference op.
     """
 
     def __init__(
@@ -21,6 +28,28 @@ class OnnxRuntimeRunner:
         self.threads = threads
         self.name = name or f"onnxruntime:{self.path.name}"
         self.session = None
+        self.uses_fused_op = False
+
+    def _session_source(self, options) -> Union[str, bytes]:
+        """The file's path, or for a file with BasamAttention nodes the bytes of its rewritten copy
+        (``ort_fused_op.prepare_model``) with the custom-op library registered in ``options``."""
+        import onnx
+
+        graph = onnx.load(str(self.path), load_external_data=False)
+        from . import ort_fused_op
+
+        if not ort_fused_op.has_fused_nodes(graph):
+            self.uses_fused_op = False
+            return str(self.path)
+        ort_fused_op.register_library(options)
+        self.uses_fused_op = True
+        prepared = ort_fused_op.prepare_model(graph)
+        del graph
+        # Weights saved beside the file (external data) are found relative to its folder.
+        options.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", str(self.path.parent)
+        )
+        return prepared.SerializeToString()
 
     def activate(self) -> None:
         import onnxruntime as ort
@@ -31,9 +60,8 @@ class OnnxRuntimeRunner:
         if self.threads:
             options.intra_op_num_threads = self.threads
         options.log_severity_level = 3  # warnings about unused initializers are not the user's
-        self.session = ort.InferenceSession(
-            str(self.path), options, providers=["CPUExecutionProvider"]
-        )
+        source = self._session_source(options)
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
     def deactivate(self) -> None:
         self.session = None
