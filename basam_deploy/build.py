@@ -30,10 +30,11 @@ def build_sam(
     model: ``vit_b``, ``vit_l``, ``vit_h`` (SAM's published configurations) or ``tiny``.
     preset: ``sam`` (stock SAM), ``basam`` (the paper: log-n scale and distance bias, SAM's rel-pos
         and position embedding kept), ``basam-official`` (the official code's formulas).
-    checkpoint: ``"default"``: the weights shipped in the package for this model (``tiny`` only,
-        trained on synthetic scenes, docs/default_model.md; other models stay randomly
-        initialized); a path: a SAM, official BA-SAM or image-encoder-only checkpoint (see
-        ``checkpoint.py``); None: the random initialization.
+    checkpoint: ``"default"``: the weights shipped in the package for this model and preset
+        (``tiny`` with ``sam`` or ``basam`` only, trained on synthetic scenes,
+        docs/default_model.md; anything else stays randomly initialized); a path: a SAM, official
+        BA-SAM or image-encoder-only checkpoint (see ``checkpoint.py``); None: the random
+        initialization.
     bias_slope: beta of the ``basam`` distance bias; default 1 / pre-training grid side (1/64 for the
         published models, 1/16 for tiny); 0 disables the bias.
     bias_metric: ``manhattan`` (default) or ``euclidean`` token distance.
@@ -84,7 +85,7 @@ def build_sam(
         ),
     )
     sam.eval()
-    checkpoint = resolve_checkpoint(model, checkpoint)
+    checkpoint = resolve_checkpoint(model, checkpoint, preset)
     if checkpoint is not None:
         report = load_checkpoint(sam, checkpoint)
         for note in report.notes:

@@ -90,7 +90,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     torch.manual_seed(0)
     checkpoint = resolve_checkpoint(
-        args.model, None if args.checkpoint == "none" else args.checkpoint
+        args.model, None if args.checkpoint == "none" else args.checkpoint, args.preset
     )
     sam = build_sam(
         args.model,

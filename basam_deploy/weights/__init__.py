@@ -1,8 +1,8 @@
 """The checkpoints shipped inside the package, and what ``checkpoint="default"`` means.
 
-Only ``tiny`` ships weights (``tiny_basam.pth``, a few MB, trained on synthetic scenes by
-``training/train_tiny.py``; docs/default_model.md). SAM's published ViT-B/L/H checkpoints are
-hundreds of MB to GB and are never downloaded: pass their path.
+Only ``tiny`` ships weights, for presets ``sam`` and ``basam`` (``tiny_basam.pth``, a few MB,
+trained on synthetic scenes by ``training/train_tiny.py``; docs/default_model.md). SAM's
+published ViT-B/L/H checkpoints are hundreds of MB to GB and are never downloaded: pass their path.
 """
 
 from pathlib import Path
@@ -11,14 +11,15 @@ from typing import Optional, Union
 from ..errors import BasamError
 
 DEFAULT = "default"
-# model name -> file in this folder
-SHIPPED = {"tiny": "tiny_basam.pth"}
+# model name -> (file in this folder, the presets it was trained for). basam-official has another
+# architecture (no position embedding, a learned coefficient): no shipped weights fit it.
+SHIPPED = {"tiny": ("tiny_basam.pth", ("sam", "basam"))}
 
 
-def shipped_checkpoint(model: str) -> Optional[Path]:
-    """The packaged checkpoint of ``model``, or None when the package ships none for it."""
-    name = SHIPPED.get(model)
-    if name is None:
+def shipped_checkpoint(model: str, preset: str = "basam") -> Optional[Path]:
+    """The packaged checkpoint of ``model`` for ``preset``, or None when none is shipped."""
+    name, presets = SHIPPED.get(model, (None, ()))
+    if name is None or preset not in presets:
         return None
     path = Path(__file__).resolve().parent / name
     if not path.is_file():
@@ -29,11 +30,13 @@ def shipped_checkpoint(model: str) -> Optional[Path]:
     return path
 
 
-def resolve_checkpoint(model: str, checkpoint: Optional[Union[str, Path]]) -> Optional[Path]:
-    """``"default"`` -> the shipped weights of ``model`` (None, i.e. random init, for a model that
-    ships none); None -> None (random init); anything else -> that path."""
+def resolve_checkpoint(
+    model: str, checkpoint: Optional[Union[str, Path]], preset: str = "basam"
+) -> Optional[Path]:
+    """``"default"`` -> the shipped weights of ``model`` for ``preset`` (None, i.e. random init,
+    where none are shipped); None -> None (random init); anything else -> that path."""
     if checkpoint is None:
         return None
     if isinstance(checkpoint, str) and checkpoint == DEFAULT:
-        return shipped_checkpoint(model)
+        return shipped_checkpoint(model, preset)
     return Path(checkpoint)
