@@ -192,15 +192,9 @@ def _check_operands(
         raise BasamError(
             f"basam_attention: q must be B nh H W d (5-D), got shape {tuple(q.shape)}: reshape it"
         )
-    batch, heads, height, width, _ = q.shape
-    operands = {
-        "q": (q, tuple(q.shape)),
-        "k": (k, tuple(q.shape)),
-        "v": (v, tuple(q.shape)),
-        "rel_h": (rel_h, (batch, heads, height, width, height)),
-        "rel_w": (rel_w, (batch, heads, height, width, width)),
-    }
-    for name, (tensor, shape) in operands.items():
+    tensors = dict(zip(launch.INPUTS, (q, k, v, rel_h, rel_w)))
+    for name, shape in launch.operand_shapes(q.shape).items():
+        tensor = tensors[name]
         if tuple(tensor.shape) != shape:
             raise BasamError(
                 f"basam_attention: {name} must have shape {shape} for q of shape "

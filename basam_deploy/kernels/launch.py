@@ -103,6 +103,20 @@ _TILES = {
 }
 
 
+def operand_shapes(q_shape: Sequence[int]) -> Dict[str, Tuple[int, ...]]:
+    """The contract's shape of every input, from q's: q, k, v B nh H W d; rel_h B nh H W H;
+    rel_w B nh H W W (the one table both the launcher and the PyTorch op check against)."""
+    batch, heads, height, width, _ = q_shape
+    q_shape = tuple(q_shape)
+    return {
+        "q": q_shape,
+        "k": q_shape,
+        "v": q_shape,
+        "rel_h": (batch, heads, height, width, height),
+        "rel_w": (batch, heads, height, width, width),
+    }
+
+
 def check_dtype(dtype: str) -> None:
     if dtype not in TRITON_TYPES:
         raise BasamError(

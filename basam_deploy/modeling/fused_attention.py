@@ -28,13 +28,11 @@ import torch
 
 from ..configs import AttentionSpec
 from ..errors import BasamError
+from ..kernels import launch
 from .attention import attend_with_terms
 from .attention_terms import attention_scale, head_slopes
 
 OP_NAME = "basam::attention"
-SCALE_MODES = ("sam", "log_n", "official")
-# The contract's metrics; configs.BIAS_METRICS holds the same two names.
-METRICS = ("manhattan", "euclidean")
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # float32 logits of one chunk of query rows (B nh r W N values) stay under this; each chunk also
 # holds its softmax (the same size again). 256 MiB: at 2048 px the tiny model (4 heads) takes 8 grid
@@ -56,14 +54,9 @@ def _check_inputs(
     """Raise a one-line BasamError when the operands break the contract (eager calls only)."""
     if q.dim() != 5:
         raise BasamError(f"basam::attention: q must be B nh H W d, got shape {tuple(q.shape)}")
-    batch, heads, height, width, _ = q.shape
-    expected = {
-        "k": (k, tuple(q.shape)),
-        "v": (v, tuple(q.shape)),
-        "rel_h": (rel_h, (batch, heads, height, width, height)),
-        "rel_w": (rel_w, (batch, heads, height, width, width)),
-    }
-    for name, (tensor, shape) in expected.items():
+    tensors = dict(zip(launch.INPUTS, (q, k, v, rel_h, rel_w)))
+    for name, shape in launch.operand_shapes(q.shape).items():
+        tensor = tensors[name]
         if tuple(tensor.shape) != shape:
             raise BasamError(
                 f"basam::attention: {name} must have shape {shape} for q of shape "
@@ -76,13 +69,15 @@ def _check_inputs(
             )
     if q.dtype not in FLOAT_DTYPES:
         raise BasamError(f"basam::attention: dtype {q.dtype} is not float32, float16 or bfloat16")
-    if scale_mode not in SCALE_MODES:
+    if scale_mode not in launch.SCALE_MODES:
         raise BasamError(
-            f"basam::attention: unknown scale_mode {scale_mode!r}: one of {', '.join(SCALE_MODES)}"
+            f"basam::attention: unknown scale_mode {scale_mode!r}: one of "
+            f"{', '.join(launch.SCALE_MODES)}"
         )
-    if bias_metric not in METRICS:
+    if bias_metric not in launch.BIAS_METRICS:
         raise BasamError(
-            f"basam::attention: unknown bias_metric {bias_metric!r}: one of {', '.join(METRICS)}"
+            f"basam::attention: unknown bias_metric {bias_metric!r}: one of "
+            f"{', '.join(launch.BIAS_METRICS)}"
         )
 
 
