@@ -283,7 +283,9 @@ def module_importable(name: str) -> bool:
         return False
 
 
-def _read_export(onnx_path: Path) -> Tuple[onnx.ModelProto, Dict[str, object], str]:
+def read_export(onnx_path: Path) -> Tuple[onnx.ModelProto, Dict[str, object], str]:
+    """One file of a basam-export folder, checked against its manifest: (graph without external
+    weights, the folder's manifest, the file's sha256), or a one-line BasamError."""
     if not onnx_path.is_file():
         raise BasamError(f"ONNX file not found: {onnx_path} (export it with basam-export)")
     manifest = read_manifest(onnx_path.parent)
@@ -396,7 +398,7 @@ def _plugin(
 def make_plan(onnx_path: Union[str, Path], options: BuildOptions = BuildOptions()) -> BuildPlan:
     """Every decision of the build, from the ONNX file, its export manifest and the options."""
     onnx_path = Path(onnx_path)
-    model, manifest, digest = _read_export(onnx_path)
+    model, manifest, digest = read_export(onnx_path)
     initializers = {i.name for i in model.graph.initializer}
     inputs = _tensor_infos(model.graph.input, skip=initializers)
     outputs = _tensor_infos(model.graph.output)

@@ -48,7 +48,7 @@ from ..artifacts import (
 from ..errors import BasamError, BasamWarning
 from ..export.graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
 from .manifest import manifest_profiles, read_engine_manifest
-from .plan import PLUGIN_MODULE, plugin_nodes
+from .plan import PLUGIN_MODULE, plugin_nodes, read_export
 from .profiles import DECODER, ENCODER, describe_profiles
 
 TOOL = "basam-trt triton-repo"
@@ -363,19 +363,8 @@ def _read_export(folder: Path) -> Tuple[Tuple[GraphSource, ...], Dict[str, objec
     sources = []
     for graph, name in EXPORT_FILES.items():
         path = folder / name
-        entry = (manifest.get("files") or {}).get(name)
-        if not path.is_file() or not isinstance(entry, Mapping):
-            raise BasamError(f"{folder} has no {name} described by its manifest: export again")
-        digest = sha256(path)
-        if entry.get("sha256") != digest:
-            raise BasamError(
-                f"{name} differs from the file its manifest describes (sha256 mismatch): export "
-                f"again with basam-export"
-            )
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # protobuf's DecodeError and friends
-            raise BasamError(f"{path} is not a readable ONNX file ({exc}): export again") from None
+        model, _, digest = read_export(path)
+        entry = manifest["files"][name]
         nodes = plugin_nodes(model)
         if nodes:
             raise BasamError(
