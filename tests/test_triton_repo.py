@@ -284,7 +284,7 @@ def test_onnx_with_external_data_becomes_a_model_folder(export, tmp_path):
 
 def test_cpu_instances_and_batching_off(export):
     plan = plan_triton_repo(export, TritonRepoOptions(kind="cpu", instances=2, max_batch=0))
-    encoder = triton_repo.parse_model_config(plan.models[0].config_text())
+    encoder = triton_repo.parse_model_config(triton_repo.model_config_text(plan.models[0]))
     assert encoder.max_batch_size == 0 and not encoder.HasField("dynamic_batching")
     assert io(encoder.input) == [("image", "TYPE_FP32", [-1, 3, -1, -1])]
     assert [(g.kind, g.count) for g in encoder.instance_group] == [
@@ -376,8 +376,8 @@ def test_max_batch_against_the_engine_profiles(engines):
     off = plan_triton_repo(engines, TritonRepoOptions(max_batch=0))
     assert off.models[0].inputs[0].dims(off.models[0].batching) == (-1, 3, -1, -1)
     one = plan_triton_repo(engines, TritonRepoOptions(instances=2))
-    assert 'profile: [ "0", "1", "2" ]' in one.models[0].config_text()
-    assert "count: 2" in one.models[1].config_text()
+    assert 'profile: [ "0", "1", "2" ]' in triton_repo.model_config_text(one.models[0])
+    assert "count: 2" in triton_repo.model_config_text(one.models[1])
 
 
 @pytest.mark.parametrize(
@@ -500,8 +500,8 @@ def test_output_needs_force_and_force_replaces_only_a_repository(
 
 def test_a_config_that_does_not_parse_never_lands(export, tmp_path, monkeypatch):
     real = triton_repo.model_config_text
-    monkeypatch.setattr(
-        triton_repo,
+    monkeypatch.setattr(  # where write_triton_repo looks it up
+        triton_repo.write,
         "model_config_text",
         lambda m: real(m) + ("instance_grup [ ]\n" if m.name == "basam_mask_decoder" else ""),
     )

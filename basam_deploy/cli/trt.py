@@ -236,7 +236,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_triton_repo(args: argparse.Namespace) -> int:
-    from ..tensorrt.triton_repo import TritonRepoOptions, plan_triton_repo, write_triton_repo
+    from ..tensorrt.triton_repo import (
+        TritonRepoOptions,
+        model_config_text,
+        plan_triton_repo,
+        write_triton_repo,
+    )
 
     options = TritonRepoOptions(
         backend=args.backend,
@@ -248,7 +253,7 @@ def cmd_triton_repo(args: argparse.Namespace) -> int:
     print(plan.describe())
     if args.dry_run:
         for model in plan.models:
-            print(f"\n--- {model.name}/config.pbtxt\n{model.config_text()}", end="")
+            print(f"\n--- {model.name}/config.pbtxt\n{model_config_text(model)}", end="")
         return 0
     manifest = write_triton_repo(plan, args.output, force=args.force)
     checked = manifest["validation"]["model_config_schema"] or "not checked (no tritonclient)"
