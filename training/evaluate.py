@@ -30,7 +30,9 @@ TRAIN_SIZE = 256
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--checkpoint", default="basam_deploy/weights/tiny_basam.pth")
+    p.add_argument(
+        "--checkpoint", default="default", help="a .pth file, or default: the embedded model"
+    )
     p.add_argument("--presets", nargs="+", default=["sam", "basam"])
     p.add_argument(
         "--images",
