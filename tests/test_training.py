@@ -80,16 +80,14 @@ def run(script: str, *args: str, tmp_path: Path) -> str:
 
 
 def test_training_script_writes_a_loadable_checkpoint(tmp_path):
-    """A few steps of the real recipe, through both stages (low-resolution warm-up with stock
-    attention, then the training size with BA-SAM's): the checkpoint lands atomically (no .tmp
-    left), loads into both presets, and the weights moved away from the random initialization."""
+    """A few steps of the real recipe: the checkpoint lands atomically (no .tmp left), loads
+    into both presets, and the weights moved away from the random initialization."""
     out = tmp_path / "tiny.pth"
     log = run(
-        "train_tiny.py", "--steps", "4", "--warm-steps", "2", "--batch", "2", "--workers", "0",
-        "--log-every", "1", "--output", str(out), tmp_path=tmp_path,
+        "train_tiny.py", "--steps", "3", "--batch", "2", "--workers", "0", "--threads", "1",
+        "--output", str(out), tmp_path=tmp_path,
     )  # fmt: skip
-    assert "done: 4 steps" in log
-    assert "preset basam at 256 px" in log
+    assert "done: 3 steps" in log
     assert out.exists() and not list(tmp_path.glob("*.tmp"))
     trained = build_sam("tiny", "basam", checkpoint=str(out)).state_dict()
     build_sam("tiny", "sam", checkpoint=str(out))

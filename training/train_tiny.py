@@ -1,16 +1,20 @@
 """Train the embedded default model, ``build_sam("tiny", "basam")``, from scratch on synthetic scenes.
 
-    python training/train_tiny.py --steps 6000 --output basam_deploy/weights/tiny_basam.pth
+    python training/train_tiny.py --output basam_deploy/weights/tiny_basam.pth
 
-(the shipped checkpoint: 50 minutes on a 2-core CPU, one process training and one drawing scenes;
-``--device cuda`` runs the same recipe on a GPU, equal up to floating-point differences.)
+(the shipped checkpoint, with the defaults: 6800 steps, about 41 minutes on a 2-core CPU, one
+process training on two threads and one drawing scenes; ``--device cuda`` runs the same recipe on
+a GPU, equal up to floating-point differences.)
 
-Prompts as in SAM's training: per image a few target instances, each prompted with 1-3 points
+Prompts as in SAM's training: per image up to 8 target instances, each prompted with 1-3 points
 inside it (sometimes plus a background point) or with a jittered box. A single point is ambiguous,
-so it gets the three multimask outputs and only the best one is trained (SAM's min-over-outputs
-loss); every other prompt trains the single-mask output. Loss: BCE + dice on the low-res logits
-upsampled to the image (as SAM upsamples them), plus MSE of the IoU head against the real IoU of
-each output.
+so it gets the three multimask outputs and the best one is trained (SAM's min-over-outputs loss),
+plus the mean loss of all three at weight 0.25 (``--spread-weight``; a single-mask prompt's one
+output counts again at that weight): synthetic scenes have no part / whole ambiguity, and without
+it the outputs the IoU head does not pick stay poor, and its pick often is one of them
+(docs/default_model.md, the sweep). Every other prompt trains the single-mask output.
+Loss: BCE + dice on the low-res logits upsampled to the image (as SAM upsamples them), plus MSE of
+the IoU head against the real IoU of each output.
 
 Reproducible for a given ``--seed`` and ``--steps``: the learning-rate schedule is defined by
 ``--steps``, the scene stream (scene i and its prompts) does not depend on ``--workers``, and
@@ -45,34 +49,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=6800, help="optimizer steps (defines the schedule)")
     p.add_argument("--batch", type=int, default=8, help="images per step")
     p.add_argument("--targets", type=int, default=8, help="prompted instances per image")
-    p.add_argument(
-        "--prompt-sets",
-        type=int,
-        default=1,
-        help="independent prompt draws per image, all decoded from one image embedding",
-    )
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument(
-        "--loss-size",
-        type=int,
-        default=0,
-        help="side at which masks are compared (logits upsampled, targets averaged; 0: the image's)",
-    )
     p.add_argument(
         "--spread-weight",
         type=float,
         default=0.25,
-        help="weight of the mean loss over all outputs, added to the best output's",
+        help="weight of the mean loss over all multimask outputs, added to the best output's",
     )
-    p.add_argument("--iou-weight", type=float, default=1.0, help="weight of the IoU head's loss")
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument(
-        "--warm-steps",
-        type=int,
-        default=0,
-        help="first steps at --warm-size with stock SAM attention (preset sam), then 256 px",
-    )
-    p.add_argument("--warm-size", type=int, default=128)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads of the training process")
@@ -93,27 +77,19 @@ class SceneStream(torch.utils.data.IterableDataset):
     turn, so the stream (and the run) is the same for any number of workers. Empty scenes are
     passed through rather than skipped for the same reason."""
 
-    def __init__(
-        self, seed: int, targets: int, prompt_sets: int, warm_scenes: int, warm_size: int
-    ) -> None:
+    def __init__(self, seed: int, targets: int) -> None:
         self.seed = seed
         self.targets = targets
-        self.prompt_sets = prompt_sets
-        self.warm_scenes = warm_scenes  # scenes 0 .. warm_scenes - 1 are drawn at warm_size
-        self.warm_size = warm_size
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         index, step = (0, 1) if info is None else (info.id, info.num_workers)
         while True:
             scene_seed = self.seed * 1_000_000 + TRAIN_SEED_BASE + index
-            size = self.warm_size if index < self.warm_scenes else TRAIN_SIZE
-            image, masks = make_scene(scene_seed, size)
+            image, masks = make_scene(scene_seed, TRAIN_SIZE)
             if masks:
                 rng = np.random.default_rng([self.seed, index])
-                prompts = [
-                    sample_prompts(rng, masks, self.targets) for _ in range(self.prompt_sets)
-                ]
+                prompts = sample_prompts(rng, masks, self.targets)
                 yield index, torch.from_numpy(image).permute(2, 0, 1).float(), prompts
             else:
                 yield index, None, None
@@ -171,23 +147,14 @@ def mask_losses(logits: torch.Tensor, gt: torch.Tensor):
     return bce + dice, iou
 
 
-def train_step(
-    sam,
-    images: torch.Tensor,
-    prompts: list,
-    loss_size: int = 0,
-    iou_weight: float = 1.0,
-    spread_weight: float = 0.0,
-):
+def train_step(sam, images: torch.Tensor, prompts: list, spread_weight: float = 0.0):
     """One forward over a batch: returns (loss, mean IoU of the trained outputs)."""
     device = images.device
     embeddings = sam.image_encoder(torch.stack([sam.preprocess(im) for im in images]))
     size = (images.shape[-2], images.shape[-1])
-    loss_size = loss_size or size[-1]
     image_pe = sam.prompt_encoder.get_dense_pe(size)
     losses, ious = [], []
-    pairs = [(e, p) for e, sets in zip(embeddings, prompts) for p in sets]
-    for embedding, (kind, coords, labels, boxes, gt) in pairs:
+    for embedding, (kind, coords, labels, boxes, gt) in zip(embeddings, prompts):
         points = None
         if coords is not None:
             points = (torch.from_numpy(coords).to(device), torch.from_numpy(labels).to(device))
@@ -201,33 +168,15 @@ def train_step(
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
         )
-        logits = F.interpolate(low_res, loss_size, mode="bilinear", align_corners=False)
-        # K H W -> K 1 h w: the fraction of each loss pixel that the instance covers.
-        target = F.adaptive_avg_pool2d(
-            torch.from_numpy(gt).to(device).float().unsqueeze(1), loss_size
-        )
-        target = target.expand_as(logits)
+        logits = F.interpolate(low_res, size, mode="bilinear", align_corners=False)
+        target = torch.from_numpy(gt).to(device).float().unsqueeze(1).expand_as(logits)
         per_output, real_iou = mask_losses(logits, target)
         best = per_output.argmin(1, keepdim=True)  # min over the multimask outputs (C = 1: itself)
         mask_loss = per_output.gather(1, best).mean() + spread_weight * per_output.mean()
         iou_loss = F.mse_loss(iou_pred, real_iou)
-        losses.append(mask_loss + iou_weight * iou_loss)
+        losses.append(mask_loss + iou_loss)
         ious.append(real_iou.gather(1, best).mean())
     return torch.stack(losses).mean(), torch.stack(ious).mean()
-
-
-def switch_preset(sam, optim, preset: str):
-    """The same weights and optimizer state in a model built with another attention preset
-    (identical parameter names and order: the presets differ in the formula only)."""
-    model = build_sam("tiny", preset, checkpoint=None).to(next(sam.parameters()).device)
-    model.load_state_dict(sam.state_dict())
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    moved = torch.optim.AdamW(
-        params, lr=optim.defaults["lr"], weight_decay=optim.defaults["weight_decay"]
-    )
-    moved.load_state_dict(optim.state_dict())
-    return model, moved
 
 
 def save_atomic(sam, path: Path) -> None:
@@ -248,9 +197,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     # From scratch: the default checkpoint is what this script makes.
-    # Stock attention in the low-resolution warm stage: the model never trains on BA-SAM's
-    # rescaled attention at a size other than 256 px, so 2x / 4x stay zero-shot for both presets.
-    sam = build_sam("tiny", "sam" if args.warm_steps else "basam", checkpoint=None).to(device)
+    sam = build_sam("tiny", "basam", checkpoint=None).to(device)
     sam.train()
     params = [p for p in sam.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
@@ -269,13 +216,7 @@ def main() -> None:
     window = 0
     stream = iter(
         torch.utils.data.DataLoader(
-            SceneStream(
-                args.seed,
-                args.targets,
-                args.prompt_sets,
-                args.warm_steps * args.batch,
-                args.warm_size,
-            ),
+            SceneStream(args.seed, args.targets),
             batch_size=None,
             num_workers=args.workers,
             collate_fn=lambda item: item,  # prompts are ragged numpy tuples: keep them as they are
@@ -284,41 +225,20 @@ def main() -> None:
     )
     scene = 0
     step = 0
-    pending = []
     for step in range(args.steps):
         if time.time() - start > args.minutes * 60:
             print(f"time budget of {args.minutes} min reached at step {step}/{args.steps}")
             break
-        if step == args.warm_steps > 0:
-            sam, optim = switch_preset(sam, optim, "basam")
-            params = [p for p in sam.parameters() if p.requires_grad]
-            print(f"step {step:5d}  warm stage done: preset basam at {TRAIN_SIZE} px from here")
         images, prompts = [], []
         while len(images) < args.batch:
-            if pending:
-                image, scene_prompts = pending.pop(0)
-            else:
-                scene, image, scene_prompts = next(stream)
-                scene += 1
-            if image is None:
-                continue
-            if images and image.shape != images[0].shape:
-                # The first scene at the next stage's size (an empty scene shifted the
-                # boundary): kept for the next step, so every batch has one size.
-                pending.append((image, scene_prompts))
-                break
-            images.append(image)
-            prompts.append(scene_prompts)
+            scene, image, scene_prompts = next(stream)
+            scene += 1
+            if image is not None:
+                images.append(image)
+                prompts.append(scene_prompts)
         for group in optim.param_groups:
             group["lr"] = lr_at(step)
-        loss, iou = train_step(
-            sam,
-            torch.stack(images).to(device),
-            prompts,
-            args.loss_size,
-            args.iou_weight,
-            args.spread_weight,
-        )
+        loss, iou = train_step(sam, torch.stack(images).to(device), prompts, args.spread_weight)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
