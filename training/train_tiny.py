@@ -2,7 +2,7 @@
 
     python training/train_tiny.py --output basam_deploy/weights/tiny_basam.pth
 
-(the shipped checkpoint, with the defaults: 6800 steps, about 41 minutes on a 2-core CPU, one
+(the shipped checkpoint, with the defaults: 6800 steps, about 40 minutes on a 2-core CPU, one
 process training on two threads and one drawing scenes; ``--device cuda`` runs the same recipe on
 a GPU, equal up to floating-point differences.)
 
