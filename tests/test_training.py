@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from basam_deploy import build_sam
@@ -111,15 +112,22 @@ def test_evaluation_script_reports_every_size_and_preset(tmp_path):
         assert "basam_minus_sam_1pt" in row
 
 
-def test_shipped_model_scores_what_the_docs_say():
+# The documented evaluation's rows for preset basam: size -> (scenes, instances, 1 pt, 3 pt).
+DOCUMENTED = {256: (100, 380, 0.747, 0.781), 512: (50, 191, 0.758, 0.812)}
+
+
+@pytest.mark.parametrize("size", sorted(DOCUMENTED))
+def test_shipped_model_scores_what_the_docs_say(size):
     """The embedded default model is the one docs/default_model.md describes: on the documented
-    evaluation at its training size (100 held-out scenes, 380 instances) it scores the table's
-    0.747 (one point) and 0.781 (three points), within 0.015 for other CPUs' float reductions.
-    (The issue's goal is 0.85: not reached, see the docs.)"""
+    held-out evaluation at 1x and 2x its training size it scores the table's values, within 0.015
+    for other CPUs' float reductions (the scenes are square by construction; non-square inputs are
+    covered by the Predictor and sample tests). The issue's goal is 0.85: not reached, see the docs.
+    """
     import evaluate
 
+    scenes, instances, one_point, three_points = DOCUMENTED[size]
     torch.set_num_threads(2)
     predictor = evaluate.Predictor(build_sam("tiny", "basam"))
-    row = evaluate.evaluate({"basam": predictor}, 256, 100, 4)["basam"]
-    assert row["n"] == 380
-    assert abs(row["1pt"] - 0.747) <= 0.015 and abs(row["3pt"] - 0.781) <= 0.015, row
+    row = evaluate.evaluate({"basam": predictor}, size, scenes, 4)["basam"]
+    assert row["n"] == instances
+    assert abs(row["1pt"] - one_point) <= 0.015 and abs(row["3pt"] - three_points) <= 0.015, row

@@ -3,7 +3,7 @@
 # side (one CPU core each, or sharing one GPU with DEVICE=cuda), then each checkpoint evaluated at
 # the training size. How the recipe in docs/default_model.md was chosen; one line per variant.
 #   bash training/sweep.sh OUT_DIR STEPS "name:args" ["name:args" ...]
-# e.g. bash training/sweep.sh /tmp/sweep 1500 "base:" "spread:--spread-weight 0.25"
+# e.g. bash training/sweep.sh /tmp/sweep 1500 "base:" "spread50:--spread-weight 0.5"
 set -euo pipefail
 out=$1; steps=$2; shift 2
 device=${DEVICE:-cpu}
