@@ -84,7 +84,8 @@ def test_training_script_writes_a_loadable_checkpoint(tmp_path):
     into both presets, and the weights moved away from the random initialization."""
     out = tmp_path / "tiny.pth"
     log = run(
-        "train_tiny.py", "--steps", "3", "--batch", "2", "--workers", "0", "--threads", "1",
+        "train_tiny.py", "--steps", "3", "--batch", "2", "--pool", "4", "--workers", "0",
+        "--threads", "1",
         "--output", str(out), tmp_path=tmp_path,
     )  # fmt: skip
     assert "done: 3 steps" in log
@@ -131,3 +132,97 @@ def test_shipped_model_scores_what_the_docs_say(size):
     row = evaluate.evaluate({"basam": predictor}, size, scenes, 4)["basam"]
     assert row["n"] == instances
     assert abs(row["1pt"] - one_point) <= 0.015 and abs(row["3pt"] - three_points) <= 0.015, row
+
+
+def _step_batch(count: int, seed: int = 3):
+    """``count`` training images with their prompts, as the training loop builds them (every
+    prompt kind represented: lone points, several points, boxes)."""
+    import train_tiny
+
+    pool = train_tiny.ScenePool(seed, count + 4, workers=0)
+    images, prompts = [], []
+    for j in range(4 * count):
+        image, scene_prompts = pool.item(j, targets=3)
+        if scene_prompts[0] not in {p[0] for p in prompts} or len(images) < count:
+            images.append(image)
+            prompts.append(scene_prompts)
+        if len(images) == count:
+            break
+    return torch.stack(images), prompts
+
+
+def test_batched_decoder_equals_one_call_per_image():
+    """The training step runs the mask decoder once per group of prompts of equal token count,
+    across images; it must give what segment-anything's decoder gives one image at a time
+    (logits and IoU predictions within 1e-5 of the logits' scale)."""
+    import train_tiny
+
+    torch.manual_seed(0)
+    sam = build_sam("tiny", "basam", checkpoint=None)
+    images, prompts = _step_batch(5)
+    assert len({p[0] for p in prompts}) >= 2
+    with torch.no_grad():
+        embeddings = sam.image_encoder(sam.preprocess(images))
+        image_pe = sam.prompt_encoder.get_dense_pe((256, 256))
+        low_res, iou_pred, image_index, multimask = train_tiny.decode(
+            sam, embeddings, image_pe, prompts
+        )
+        offset = 0
+        for i, (kind, coords, labels, boxes, gt) in enumerate(prompts):
+            points = (
+                None if coords is None else (torch.from_numpy(coords), torch.from_numpy(labels))
+            )
+            box_t = None if boxes is None else torch.from_numpy(boxes)
+            sparse, dense = sam.prompt_encoder(points, box_t, None, image_size=(256, 256))
+            want, want_iou = sam.mask_decoder.predict_masks(
+                embeddings[i : i + 1], image_pe, sparse, dense
+            )
+            got = low_res[offset : offset + len(gt)]
+            scale = want.abs().max()
+            assert (got - want).abs().max() <= 1e-5 * scale, (i, kind)
+            assert torch.allclose(iou_pred[offset : offset + len(gt)], want_iou, atol=1e-5)
+            assert (image_index[offset : offset + len(gt)] == i).all()
+            assert (multimask[offset : offset + len(gt)] == (kind == "point1")).all()
+            offset += len(gt)
+        assert offset == len(low_res)
+
+
+def test_scene_pool_serves_aligned_flips_deterministically():
+    """Pool item j depends on (seed, j) only (not on how many processes drew the pool); the image
+    served is one of the 8 flips / quarter turns of a pool scene, and its target masks are that
+    scene's instances under the SAME flip / turn; point prompts lie inside (label 1) or outside
+    (label 0) their target; one epoch visits every scene."""
+    import train_tiny
+
+    a = train_tiny.ScenePool(5, 6, workers=0)
+    b = train_tiny.ScenePool(5, 6, workers=2)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.owners, b.owners)
+    visited = set()
+    for j in range(len(a)):
+        image, (kind, coords, labels, boxes, gt) = a.item(j, targets=8)
+        image2, prompts2 = b.item(j, targets=8)
+        assert torch.equal(image, image2) and np.array_equal(gt, prompts2[4])
+        served = image.permute(1, 2, 0).numpy().astype(np.uint8)  # 3 H W -> H W 3
+        matches = [
+            (k, owner)
+            for k in range(len(a))
+            for picture, owner in zip(_symmetries(a.images[k]), _symmetries(a.owners[k]))
+            if np.array_equal(picture, served)
+        ]
+        assert matches, "served image is not a flip / turn of a pool scene"
+        k, owner = matches[0]
+        visited.add(k)
+        for mask in gt:
+            assert any(np.array_equal(mask, owner == i) for i in range(owner.max() + 1))
+        if coords is not None:
+            for mask, pts, labs in zip(gt, coords.astype(int), labels):
+                assert (mask[pts[:, 1], pts[:, 0]] == (labs == 1)).all()
+    assert visited == set(range(len(a)))
+
+
+def _symmetries(array: np.ndarray):
+    """The 8 flips / quarter turns of a square H W (...) array."""
+    for turns in range(4):
+        turned = np.rot90(array, turns)
+        yield turned
+        yield turned[:, ::-1]
