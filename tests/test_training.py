@@ -108,8 +108,15 @@ def test_evaluation_script_reports_every_size_and_preset(tmp_path):
     assert set(results["sizes"]) == {"256", "512"}
     for row in results["sizes"].values():
         for preset in ("sam", "basam"):
-            assert row[preset]["n"] > 0
-            assert 0.0 <= row[preset]["1pt"] <= 1.0 and 0.0 <= row[preset]["3pt"] <= 1.0
+            cell = row[preset]
+            assert cell["n"] > 0
+            assert 0.0 <= cell["1pt"] <= cell["best3"] <= 1.0 and 0.0 <= cell["3pt"] <= 1.0
+            # The area bins partition the instances, and their means recombine to the total.
+            bins = [b for b in cell["by_area"] if b["n"]]
+            assert sum(b["n"] for b in bins) == cell["n"]
+            for key in ("1pt", "best3", "3pt"):
+                total = sum(b["n"] * b[key] for b in bins) / cell["n"]
+                assert abs(total - cell[key]) < 1e-9
         assert "basam_minus_sam_1pt" in row
 
 

@@ -43,6 +43,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--instances", type=int, default=4, help="prompted instances per scene (max)")
     p.add_argument("--output", default="training/out/eval.json")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--by-area",
+        action="store_true",
+        help="also print each row by the instances' visible area, with the best-of-3 score",
+    )
     return p.parse_args()
 
 
@@ -65,9 +70,16 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+AREA_BINS = (0.0, 0.005, 0.01, 0.03, 0.10, 1.01)  # visible area / image area
+
+
 def evaluate(predictors: dict, size: int, count: int, instances: int) -> dict:
-    """{preset: {"1pt": mean IoU, "3pt": mean IoU, "n": instances}} at one size."""
-    scores = {name: {"1pt": [], "3pt": []} for name in predictors}
+    """{preset: {"1pt": mean IoU, "3pt": mean IoU, "best3": mean IoU, "n": instances,
+    "by_area": [per AREA_BINS bin: {"area": [lo, hi), "n", "1pt", "best3", "3pt"}]}} at one size.
+
+    "best3" is the best of the three one-point outputs: what "1pt" would be if the IoU head
+    always picked the right one."""
+    scores = {name: {"1pt": [], "3pt": [], "best3": [], "area": []} for name in predictors}
     for k in range(count):
         seed = EVAL_SEED_BASE + k
         _, masks_ref = make_scene(seed, TRAIN_SIZE)
@@ -87,18 +99,13 @@ def evaluate(predictors: dict, size: int, count: int, instances: int) -> dict:
                 # scene point at every size (a pixel centre of the 256 px mask, so inside it).
                 xy = np.round(np.clip(points * size - 0.5, 0, size - 1))
                 out1 = predictor.predict(xy[:1], np.ones(1), multimask_output=True)
-                best = int(np.argmax(out1.iou_predictions[0]))
-                scores[name]["1pt"].append(iou(out1.masks[0, best], gt))
+                outputs = [iou(out1.masks[0, c], gt) for c in range(out1.masks.shape[1])]
+                scores[name]["1pt"].append(outputs[int(np.argmax(out1.iou_predictions[0]))])
+                scores[name]["best3"].append(max(outputs))
                 out3 = predictor.predict(xy, np.ones(3), multimask_output=False)
                 scores[name]["3pt"].append(iou(out3.masks[0, 0], gt))
-    row = {
-        name: {
-            "1pt": float(np.mean(s["1pt"])),
-            "3pt": float(np.mean(s["3pt"])),
-            "n": len(s["1pt"]),
-        }
-        for name, s in scores.items()
-    }
+                scores[name]["area"].append(float(gt.mean()))
+    row = {name: _summary(s) for name, s in scores.items()}
     if "sam" in scores and "basam" in scores:
         # Same instances and prompts under both presets: the paired difference and its standard
         # error say whether a gap is larger than the scene-to-scene noise.
@@ -109,6 +116,32 @@ def evaluate(predictors: dict, size: int, count: int, instances: int) -> dict:
                 "stderr": float(diff.std(ddof=1) / np.sqrt(len(diff))),
             }
     return row
+
+
+def _summary(scores: dict) -> dict:
+    """Means over all instances, and per visible-area bin."""
+    keys = ("1pt", "best3", "3pt")
+    values = {key: np.array(scores[key]) for key in keys}
+    area = np.array(scores["area"])
+    bins = []
+    for lo, hi in zip(AREA_BINS[:-1], AREA_BINS[1:]):
+        chosen = (area >= lo) & (area < hi)
+        cell = {key: float(values[key][chosen].mean()) if chosen.any() else None for key in keys}
+        bins.append({"area": [lo, hi], "n": int(chosen.sum()), **cell})
+    return {**{key: float(values[key].mean()) for key in keys}, "n": len(area), "by_area": bins}
+
+
+def print_by_area(preset: str, size: int, row: dict) -> None:
+    print(f"  {preset} at {size} px, by visible area:   n    1pt  best3    3pt")
+    for b in row["by_area"]:
+        lo, hi = b["area"]
+        label = f"{100 * lo:g}-{100 * hi:g} %" if hi <= 1 else f">= {100 * lo:g} %"
+        cells = " ".join(
+            "     -" if b[k] is None else f"{b[k]:6.3f}" for k in ("1pt", "best3", "3pt")
+        )
+        print(f"  {label:>32} {b['n']:4d} {cells}")
+    cells = " ".join(f"{row[k]:6.3f}" for k in ("1pt", "best3", "3pt"))
+    print(f"  {'all':>32} {row['n']:4d} {cells}")
 
 
 def main() -> None:
@@ -139,9 +172,12 @@ def main() -> None:
         ]
         print(
             f"{size:6d} {size / TRAIN_SIZE:4.0f}x {cells}  {n:9d}  {time.time() - start:4.0f}s"
-            f"  basam-sam: {', '.join(gaps)}",
+            + (f"  basam-sam: {', '.join(gaps)}" if gaps else ""),
             flush=True,
         )
+        if args.by_area:
+            for preset in args.presets:
+                print_by_area(preset, size, row[preset])
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
