@@ -98,6 +98,25 @@ def test_training_script_writes_a_loadable_checkpoint(tmp_path):
     assert len(moved) > len(initial) // 2
 
 
+def test_training_script_rejects_an_empty_pool(tmp_path):
+    """A pool of no scenes is a one-line usage error, before any training or output file."""
+    out = tmp_path / "tiny.pth"
+    result = subprocess.run(
+        [sys.executable, str(TRAINING / "train_tiny.py"), "--pool", "0", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith("--pool 0: the scene pool needs at least 1 scene")
+    )
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
 def test_evaluation_script_reports_every_size_and_preset(tmp_path):
     out = tmp_path / "eval.json"
     run(
@@ -142,19 +161,21 @@ def test_shipped_model_scores_what_the_docs_say(size):
     assert abs(row["1pt"] - one_point) <= 0.015 and abs(row["3pt"] - three_points) <= 0.015, row
 
 
+PROMPT_KINDS = {"point1", "points", "box"}  # lone point, several points (+ background), box
+
+
 def _step_batch(count: int, seed: int = 3):
-    """``count`` training images with their prompts, as the training loop builds them (every
-    prompt kind represented: lone points, several points, boxes)."""
+    """At least ``count`` training images with their prompts, as the training loop builds them,
+    taken in order until every prompt kind is represented."""
     import train_tiny
 
     pool = train_tiny.ScenePool(seed, count + 4, workers=0)
     images, prompts = [], []
-    for j in range(4 * count):
+    for j in range(8 * count):
         image, scene_prompts = pool.item(j, targets=3)
-        if scene_prompts[0] not in {p[0] for p in prompts} or len(images) < count:
-            images.append(image)
-            prompts.append(scene_prompts)
-        if len(images) == count:
+        images.append(image)
+        prompts.append(scene_prompts)
+        if len(images) >= count and {p[0] for p in prompts} == PROMPT_KINDS:
             break
     return torch.stack(images), prompts
 
@@ -168,7 +189,7 @@ def test_batched_decoder_equals_one_call_per_image():
     torch.manual_seed(0)
     sam = build_sam("tiny", "basam", checkpoint=None)
     images, prompts = _step_batch(5)
-    assert len({p[0] for p in prompts}) >= 2
+    assert {p[0] for p in prompts} == PROMPT_KINDS
     with torch.no_grad():
         embeddings = sam.image_encoder(sam.preprocess(images))
         image_pe = sam.prompt_encoder.get_dense_pe((256, 256))

@@ -78,7 +78,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--pool", type=int, default=12000, help="scenes drawn once and reused")
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--save-every", type=int, default=250)
-    return p.parse_args()
+    args = p.parse_args()
+    if args.pool < 1:
+        p.error(f"--pool {args.pool}: the scene pool needs at least 1 scene")
+    return args
 
 
 class ScenePool:
@@ -102,6 +105,8 @@ class ScenePool:
         else:
             drawn = [_draw_owned(s) for s in seeds]
         drawn = [d for d in drawn if d is not None]  # scenes with no instance
+        if not drawn:
+            raise SystemExit(f"none of the {size} pool scenes has an instance: use a larger --pool")
         self.images = np.stack([image for image, _ in drawn])  # N H W 3
         self.owners = np.stack([owner for _, owner in drawn])  # N H W: instance index or -1
 
@@ -287,7 +292,11 @@ def make_optimizers(sam, args) -> list:
     if args.optimizer == "adamw":
         params = [p for p in sam.parameters() if p.requires_grad]
         return [torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)]
-    matrices = {id(m.weight): m.weight for m in sam.modules() if isinstance(m, torch.nn.Linear)}
+    matrices = {
+        id(m.weight): m.weight
+        for m in sam.modules()
+        if isinstance(m, torch.nn.Linear) and m.weight.requires_grad
+    }
     rest = [p for p in sam.parameters() if p.requires_grad and id(p) not in matrices]
     return [
         torch.optim.Muon(
@@ -317,6 +326,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
+    start = time.time()
+    # Drawn before the model exists: the drawing processes are forked before CUDA is initialized.
+    pool = ScenePool(args.seed, args.pool, args.workers)
+    print(f"pool: {len(pool)} scenes drawn in {time.time() - start:.0f}s", flush=True)
     # From scratch: the default checkpoint is what this script makes.
     sam = build_sam("tiny", "basam", checkpoint=None).to(device)
     sam.train()
@@ -331,12 +344,9 @@ def main() -> None:
         return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
     output = Path(args.output)
-    start = time.time()
     # Mean loss and IoU over the steps since the last log line.
     window_loss = window_iou = torch.zeros((), device=device)
     window = 0
-    pool = ScenePool(args.seed, args.pool, args.workers)
-    print(f"pool: {len(pool)} scenes drawn in {time.time() - start:.0f}s", flush=True)
     scene = 0
     step = 0
     for step in range(args.steps):
