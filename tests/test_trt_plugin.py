@@ -3,14 +3,21 @@
 Everything but the last test runs without TensorRT and without Triton: launch.py is plain Python,
 and the plugin module's signatures are read from its source (``ast``), since importing it needs
 TensorRT. The contract they are checked against is docs/fused_attention.md.
+
+The attribute tests feed ``launch.decode_attributes`` what TensorRT hands the plugin, rebuilt here
+from NVIDIA's sources because TensorRT cannot run on these machines (``parser_fields`` and
+``qdp_arguments`` below say which source each step follows).
 """
 
 import ast
 import inspect
 import re
+import warnings
 from dataclasses import fields
 from pathlib import Path
+from typing import Any, Dict
 
+import numpy as np
 import onnx
 import pytest
 
@@ -238,6 +245,192 @@ def test_launch_py_needs_no_triton():
     assert not any("triton" in ast.unparse(node) for node in imports)
 
 
+def contract_node(**values):
+    """A BasamAttention node as basam-export writes it, with the contract's attribute values."""
+    return onnx.helper.make_node(
+        "BasamAttention",
+        list(launch.INPUTS),
+        list(launch.OUTPUTS),
+        domain=plan.PLUGIN_DOMAIN,
+        plugin_namespace="basam",
+        plugin_version="1",
+        **values,
+    )
+
+
+def parser_fields(node) -> Dict[str, np.ndarray]:
+    """The ``PluginField.data`` TensorRT's ONNX parser gives the creator for each contract
+    attribute of ``node``: onnx-tensorrt onnxOpImporters.cpp ``loadFields`` / ``copyField`` (STRING:
+    the bytes plus an appended '\\0', kCHAR, length counting it; INT: ``attrs.get<int32_t>``, one
+    kINT32; FLOAT: one kFLOAT32), returned by the binding as numpy arrays of the field's type
+    (python/src/infer/pyPlugin.cpp, ``PluginField.data``: kCHAR is read as ``char``, int8)."""
+    data = {}
+    names = [name for name, _ in launch.ATTRIBUTES]
+    for attribute in node.attribute:
+        if attribute.name not in names:
+            continue  # plugin_namespace / plugin_version select the creator, they are no fields
+        if attribute.type == onnx.AttributeProto.STRING:
+            data[attribute.name] = np.frombuffer(attribute.s + b"\x00", dtype=np.int8)
+        elif attribute.type == onnx.AttributeProto.INT:
+            data[attribute.name] = np.array([attribute.i], dtype=np.int32)
+        else:
+            assert attribute.type == onnx.AttributeProto.FLOAT
+            data[attribute.name] = np.array([attribute.f], dtype=np.float32)
+    return data
+
+
+def qdp_arguments(data: Dict[str, np.ndarray], release: str) -> Dict[str, Any]:
+    """What ``tensorrt.plugin``'s creator passes the plugin's functions for those fields, by the
+    annotations of plugin.py (str, int, float): tensorrt/plugin/_lib.py ``create_plugin``
+    (tensorrt_bindings/plugin/_lib.py in the wheels): a ``str`` field is
+    ``f.data.tobytes().decode("utf-8")`` (10.9 to 11.4); any other scalar ``annotation(f.data)``
+    (10.9.0 to 10.16.1 and the v11.0 / v11.1 tags) or ``annotation(f.data[0])`` (11.4.0 wheel)."""
+    arguments = {}
+    for name, kind in launch.ATTRIBUTES:
+        field = data[name]
+        if kind is str:
+            arguments[name] = field.tobytes().decode("utf-8")
+        elif release == "11.4":
+            arguments[name] = kind(field[0])
+        else:
+            with warnings.catch_warnings():  # NumPy >= 1.25 deprecates int(array): TensorRT's call
+                warnings.simplefilter("ignore", DeprecationWarning)
+                arguments[name] = kind(field)
+    return arguments
+
+
+@pytest.mark.parametrize("release", ["10.9-11.1", "11.4"])
+@pytest.mark.parametrize("bias_metric", launch.BIAS_METRICS)
+@pytest.mark.parametrize("scale_mode", launch.SCALE_MODES)
+def test_attributes_as_the_parser_delivers_them(scale_mode, bias_metric, release):
+    """Every scale mode and metric, through TensorRT's byte forms, means what the node says."""
+    values = dict(
+        scale_mode=scale_mode, n0=4096, patch_size=16, bias_slope=0.1, bias_metric=bias_metric
+    )
+    received = qdp_arguments(parser_fields(contract_node(**values)), release)
+    # The defect: TensorRT hands the plugin C strings.
+    assert received["scale_mode"] == scale_mode + "\x00"
+    assert received["bias_metric"] == bias_metric + "\x00"
+    decoded = launch.decode_attributes(**received)
+    # bias_slope is the node's float32, as ONNX stores a FLOAT attribute.
+    assert decoded == dict(values, bias_slope=float(np.float32(0.1)))
+    assert [type(decoded[name]) for name, _ in launch.ATTRIBUTES] == [str, int, int, float, str]
+    constants = launch.constexprs(64, launch.tile_config("float16", 64), **decoded)
+    assert (constants["SCALE_MODE"], constants["BIAS_METRIC"]) == (scale_mode, bias_metric)
+
+
+def test_log_n_with_its_terminator_stays_log_n():
+    """'log_n\\x00' must neither fail the build (the defect) nor fall back to SAM's scale."""
+    values = dict(scale_mode="log_n", n0=4096, patch_size=16, bias_slope=0.0)
+    received = qdp_arguments(
+        parser_fields(contract_node(**values, bias_metric="manhattan")), "10.9-11.1"
+    )
+    assert received["scale_mode"] == "log_n\x00"
+    with pytest.raises(BasamError, match="scale_mode"):  # what the build met before decoding
+        launch.check_attributes(**received)
+    decoded = launch.decode_attributes(**received)
+    assert decoded["scale_mode"] == "log_n" and decoded["n0"] == 4096
+    constants = launch.constexprs(64, launch.tile_config("float16", 64), **decoded)
+    # n0 is compiled in only for log_n (sam zeroes it): the kernel gets log_n's scale.
+    assert (constants["SCALE_MODE"], constants["N0"]) == ("log_n", 4096)
+    # The kernel, compiled with the terminator left in, would stop (tl.static_assert); launch.py
+    # refuses it first.
+    with pytest.raises(BasamError, match="scale_mode"):
+        launch.constexprs(64, launch.tile_config("float16", 64), **received)
+
+
+SAM = dict(scale_mode="sam", n0=4096, patch_size=16, bias_slope=0.5, bias_metric="euclidean")
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("scale_mode", b"official\x00", "official"),
+        ("scale_mode", np.frombuffer(b"log_n\x00", dtype=np.int8), "log_n"),
+        ("scale_mode", "sam\x00\x00", "sam"),
+        ("bias_metric", "manhattan", "manhattan"),  # the Python API's form: no terminator
+        ("n0", np.int32(1024), 1024),
+        ("n0", np.array([1024], dtype=np.int64), 1024),
+        ("n0", 1024.0, 1024),
+        ("bias_slope", np.float32(0.25), 0.25),
+        ("bias_slope", np.array([0.25], dtype=np.float32), 0.25),
+        ("bias_slope", 2, 2.0),
+    ],
+)
+def test_decode_accepts_every_form_of_a_value(name, value, expected):
+    decoded = launch.decode_attributes(**dict(SAM, **{name: value}))
+    assert decoded[name] == expected and type(decoded[name]) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("scale_mode", "lo\x00g_n", "NUL inside"),
+        ("scale_mode", "alibi\x00", "scale_mode 'alibi' is not one of"),
+        ("scale_mode", b"\xff\x00", "not UTF-8"),
+        ("bias_metric", 3, "must be a string"),
+        ("bias_metric", "chebyshev\x00", "bias_metric 'chebyshev'"),
+        ("n0", True, "must be an integer"),
+        ("n0", 4096.5, "must be an integer"),
+        ("n0", np.array([4096, 1], dtype=np.int32), "one number, got 2 values"),
+        ("patch_size", "16", "must be an integer"),
+        ("bias_slope", "0.1", "must be a number"),
+        ("bias_slope", float("inf"), "finite"),
+    ],
+)
+def test_decode_refuses_in_one_line(name, value, message):
+    with pytest.raises(BasamError, match=re.escape(message)) as error:
+        launch.decode_attributes(**dict(SAM, **{name: value}))
+    assert "\n" not in str(error.value)
+
+
+def test_decode_wants_exactly_the_contract_attributes():
+    with pytest.raises(BasamError, match="takes the attributes"):
+        launch.decode_attributes(**{k: v for k, v in SAM.items() if k != "n0"})
+    with pytest.raises(BasamError, match="takes the attributes"):
+        launch.decode_attributes(**SAM, plugin_version="1")
+
+
+def _plugin_function(name):
+    for node in ast.parse(PLUGIN_SOURCE.read_text()).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node
+    pytest.fail(f"no {name} in {PLUGIN_SOURCE}")
+
+
+@pytest.mark.parametrize("function", ["basam_attention_desc", "basam_attention_aot"])
+def test_plugin_reads_attributes_only_through_decode(function):
+    """Both functions TensorRT hands attributes to pass every one, untouched, to
+    ``launch.decode_attributes`` and use nothing else of them (the plugin needs TensorRT to import,
+    so its source is read)."""
+    node = _plugin_function(function)
+    calls = [
+        call
+        for call in ast.walk(node)
+        if isinstance(call, ast.Call) and ast.unparse(call.func) == "launch.decode_attributes"
+    ]
+    assert len(calls) == 1
+    passed = {k.arg: ast.unparse(k.value) for k in calls[0].keywords}
+    assert passed == {name: name for name in ATTRIBUTE_NAMES}
+    inside = {id(n) for n in ast.walk(calls[0])}
+    raw_uses = [
+        n.id
+        for n in ast.walk(node)
+        if isinstance(n, ast.Name) and n.id in ATTRIBUTE_NAMES and id(n) not in inside
+    ]
+    assert raw_uses == []
+
+
+def test_plugin_compiles_for_the_builders_ptx_version():
+    """aot_impl passes the module's PTX setting (set_ptx_version) to compile_attention and records
+    what it compiled for the manifest."""
+    source = ast.unparse(_plugin_function("basam_attention_aot"))
+    assert "compile_attention(" in source and "ptx_version=_ptx_version" in source
+    assert "_compiled.append(compiled)" in source
+    names = [n.name for n in ast.parse(PLUGIN_SOURCE.read_text()).body if hasattr(n, "name")]
+    assert {"set_ptx_version", "compiled_kernels"} <= set(names)
+
+
 def test_registered_with_tensorrt():
     from basam_deploy.tensorrt.trt_import import tensorrt_available
 
@@ -249,3 +442,7 @@ def test_registered_with_tensorrt():
     assert registry.input_tensor_names == list(launch.INPUTS)
     assert list(registry.input_attrs) == ATTRIBUTE_NAMES
     assert registry.aot_impl_func is not None and registry.num_outputs == 1
+    plugin.set_ptx_version("7.8")
+    plugin.set_ptx_version(None)
+    with pytest.raises(BasamError, match="not in the driver table"):
+        plugin.set_ptx_version("6.9")

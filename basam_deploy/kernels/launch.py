@@ -10,7 +10,9 @@ Every caller of the kernel takes its decisions from here: the PyTorch launcher
   shape (the attributes, the head dim, the tile sizes) is compiled in as a constexpr;
 - the tile sizes and warps per dtype and head dim (``tile_config``);
 - the grid (``grid``): one program per BLOCK_M queries of one (batch, head) pair;
-- the scalar values (``scalar_args``).
+- the scalar values (``scalar_args``);
+- the op's attributes as the contract means them, whatever byte form TensorRT delivers them in
+  (``decode_attributes``).
 
 ``grid`` and ``scalar_args`` take a shape ``B nh H W d`` of ints or of TensorRT shape expressions
 (anything indexable whose items support ``*``), and ``grid`` a ceil-division function, so the
@@ -19,7 +21,7 @@ plugin builds its symbolic launch from the same formulas the launcher evaluates.
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Sequence, Tuple
 
 from ..configs import OFFICIAL_SIDE_UNIT
 from ..errors import BasamError
@@ -58,10 +60,10 @@ TRITON_TYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 # writes FP32 or FP16 graphs.
 TENSORRT_TYPES = {"float32": "FP32", "float16": "FP16"}
 
-# The alignment, bytes, the ahead-of-time kernel assumes of every pointer (Triton's own launcher
-# detects it per call): it lets Triton vectorize loads and pipeline them with asynchronous copies,
-# about 2.5x faster on an H100. An assumption about TensorRT's buffers (its allocations are
-# 256-byte aligned) that only a TensorRT build can confirm.
+# The pointer alignment, bytes, at which the kernel takes its vectorized path (16-byte loads and
+# asynchronous copies of q, k, v, 16-byte stores of out). The kernel checks it at run time and runs
+# a scalar copy of its body otherwise (attention.py), because nothing documents the alignment of a
+# TensorRT plugin's tensors. 16 is what Triton's own launcher specializes on.
 POINTER_ALIGNMENT = 16
 # TensorRT launches an ahead-of-time kernel without raising the dynamic shared-memory limit.
 SHARED_MEMORY_LIMIT = 48 * 1024
@@ -163,6 +165,86 @@ def check_attributes(
         )
 
 
+def _decode_string(name: str, value: Any) -> str:
+    """A string attribute from str, bytes or a numpy byte array, without C string terminators.
+
+    TensorRT's ONNX parser copies a STRING attribute into its PluginField with a trailing NUL
+    counted in the length (onnx-tensorrt onnxOpImporters.cpp, ``copyField`` for std::string:
+    "Append \\0 as end of C style string", used by ``loadFields``; read at release/10.1-GA and in
+    the stored 10.x source, unchanged), the Python binding hands the whole buffer over as an int8
+    array (python/src/infer/pyPlugin.cpp, ``PluginField.data`` for kCHAR), and ``tensorrt.plugin``
+    decodes it raw (python/packaging/bindings_wheel/tensorrt/plugin/_lib.py, ``create_plugin``:
+    ``f.data.tobytes().decode("utf-8")``, identical in v10.9.0 .. v11.1). So 'sam' arrives as
+    'sam\\x00'. Only trailing NULs are a terminator; one inside the text is an error.
+    """
+    if hasattr(value, "tobytes") and not isinstance(value, (bytes, bytearray)):
+        value = value.tobytes()  # a numpy array: the raw PluginField buffer
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BasamError(f"attribute {name} is not UTF-8 text: {bytes(value)!r}") from None
+    if not isinstance(value, str):
+        raise BasamError(f"attribute {name} must be a string, got {type(value).__name__}")
+    text = value.rstrip("\x00")
+    if "\x00" in text:
+        raise BasamError(f"attribute {name}={value!r} holds a NUL inside the text: fix the node")
+    return text
+
+
+def _scalar(name: str, value: Any) -> Any:
+    """A one-element array (a PluginField's data) or numpy scalar -> its Python value."""
+    if hasattr(value, "size") and hasattr(value, "reshape"):
+        if value.size != 1:
+            raise BasamError(
+                f"attribute {name} must be one number, got {value.size} values: fix the node"
+            )
+        value = value.reshape(-1)[0]
+    return value.item() if hasattr(value, "item") else value
+
+
+def _decode_int(name: str, value: Any) -> int:
+    """An INT attribute: the parser makes it one int32 (``attrs.get<int32_t>``, kINT32) and
+    ``tensorrt.plugin`` passes ``int(f.data)``, a Python int; a 1-element array or numpy integer
+    (other callers of the creator) is accepted too. Bools and fractions are refused."""
+    value = _scalar(name, value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BasamError(f"attribute {name} must be an integer, got {value!r}")
+    return value
+
+
+def _decode_float(name: str, value: Any) -> float:
+    """A FLOAT attribute: one float32 from the parser (kFLOAT32), passed as ``float(f.data)``, so
+    the value the ONNX node holds (float32, as ONNX stores it). Ints are accepted, bools not."""
+    value = _scalar(name, value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BasamError(f"attribute {name} must be a number, got {value!r}")
+    return float(value)
+
+
+_DECODERS = {str: _decode_string, int: _decode_int, float: _decode_float}
+
+
+def decode_attributes(**values: Any) -> Dict[str, Any]:
+    """The op's attributes (``ATTRIBUTES``, every one, by name) as the contract means them, checked.
+
+    The one place where the TensorRT plugin turns what it receives into values: strings lose the
+    trailing NUL TensorRT's ONNX parser adds ('log_n\\x00' -> 'log_n', never a fallback), ints and
+    floats come out as Python numbers from Python numbers, numpy scalars or one-element arrays.
+    Anything else (an unknown mode, a missing or extra attribute) is a one-line BasamError.
+    """
+    names = [name for name, _ in ATTRIBUTES]
+    if sorted(values) != sorted(names):
+        raise BasamError(
+            f"the op takes the attributes {', '.join(names)}, got {', '.join(sorted(values))}"
+        )
+    decoded = {name: _DECODERS[kind](name, values[name]) for name, kind in ATTRIBUTES}
+    check_attributes(**decoded)
+    return decoded
+
+
 def check_grid(scale_mode: str, patch_size: int, height: int, width: int) -> None:
     """The official scale takes log(LH * LW * 4096) with L = side_px // 1024: undefined below 1."""
     if scale_mode != "official":
@@ -214,14 +296,6 @@ def signature(dtype: str) -> Dict[str, str]:
     types.update({name: pointer for name in OUTPUTS})
     types.update({name: "constexpr" for name in CONSTEXPRS})
     return types
-
-
-def pointer_attributes() -> Dict[Tuple[int], List[List[Any]]]:
-    """Triton's per-argument attributes for an ahead-of-time compile: every pointer argument is
-    ``POINTER_ALIGNMENT``-byte aligned (keys are argument positions)."""
-    pointers = [*INPUTS, *OUTPUTS]
-    names = [*INPUTS, *SCALARS, *OUTPUTS]
-    return {(names.index(n),): [["tt.divisibility", POINTER_ALIGNMENT]] for n in pointers}
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -16,14 +16,27 @@ shape expressions; this module only translates between the two APIs.
   kernel); B, H and W may be dynamic.
 - attributes, in the contract's order: scale_mode, n0, patch_size, bias_slope, bias_metric. They are
   compiled into the kernel, so they are not serialized into the engine (TensorRT's AOT rule).
+  TensorRT's ONNX parser delivers the strings with a trailing NUL ('log_n\\x00'); every function
+  here reads the attributes through ``launch.decode_attributes``, which gives the op's meaning
+  whatever the form (tested without TensorRT in tests/test_trt_plugin.py).
+- PTX ISA version: ``aot_impl`` runs inside TensorRT's build, which passes it nothing but the
+  tensors and attributes, so the version to compile for is a module-level setting the builder sets
+  first: ``set_ptx_version("8.0")`` (None: ``kernels.ptx.DEFAULT_PTX_VERSION``, raised to the
+  GPU's minimum). ``compiled_kernels()`` lists what the build compiled (``ptx_version``,
+  ``ptx_target``, ``assumed_alignment`` each), for the engine manifest.
+- pointers: the PTX assumes no alignment of TensorRT's buffers (``kernels/aot.py``).
 """
 
 import importlib
-from typing import List, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Tuple, Union
 
 from ..errors import BasamError
 from ..kernels import launch
+from ..kernels.ptx import minimum_driver_for_ptx
 from .trt_import import import_tensorrt
+
+if TYPE_CHECKING:
+    from ..kernels.aot import CompiledAttention
 
 trt = import_tensorrt()
 trtp = importlib.import_module("tensorrt.plugin")
@@ -33,6 +46,26 @@ PLUGIN_NAME = "BasamAttention"
 PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
 # TensorRT type -> the dtype name launch.py and the kernel use; exactly the autotune's types.
 _DTYPES = {trt.float32: "float32", trt.float16: "float16"}
+
+# The PTX ISA version aot_impl compiles for (None: the default); see set_ptx_version.
+_ptx_version: Optional[str] = None
+# Every kernel aot_impl compiled in this process, in order.
+_compiled: List["CompiledAttention"] = []
+
+
+def set_ptx_version(version: Optional[str]) -> None:
+    """The PTX ISA version ('8.0') the kernels of the next builds are compiled for; None restores
+    the default. Checked here (a version NVIDIA's driver table knows), so that a typo fails before
+    TensorRT starts building."""
+    global _ptx_version
+    if version is not None:
+        minimum_driver_for_ptx(version)
+    _ptx_version = version
+
+
+def compiled_kernels() -> List["CompiledAttention"]:
+    """The kernels ``aot_impl`` compiled in this process, oldest first (a copy)."""
+    return list(_compiled)
 
 
 @trtp.register(PLUGIN_ID)
@@ -49,7 +82,13 @@ def basam_attention_desc(
     bias_metric: str,
 ) -> trtp.TensorDesc:
     """The output is B nh H W d in q's type; bad attribute values stop the build here."""
-    launch.check_attributes(scale_mode, n0, patch_size, bias_slope, bias_metric)
+    launch.decode_attributes(
+        scale_mode=scale_mode,
+        n0=n0,
+        patch_size=patch_size,
+        bias_slope=bias_slope,
+        bias_metric=bias_metric,
+    )
     return q.like()
 
 
@@ -108,15 +147,15 @@ def basam_attention_aot(
     # Imported here: Triton is needed to build an engine, not to run one or to import this module.
     from ..kernels.aot import compile_attention
 
-    compiled = compile_attention(
-        _dtype(q),
-        _head_dim(q),
+    attributes = launch.decode_attributes(
         scale_mode=scale_mode,
         n0=n0,
         patch_size=patch_size,
         bias_slope=bias_slope,
         bias_metric=bias_metric,
     )
+    compiled = compile_attention(_dtype(q), _head_dim(q), **attributes, ptx_version=_ptx_version)
+    _compiled.append(compiled)
     shape = q.shape_expr  # B nh H W d, symbolic
     params = trtp.KernelLaunchParams()
     params.grid_x, params.grid_y, params.grid_z = launch.grid(shape, compiled.tile, trtp.cdiv)
