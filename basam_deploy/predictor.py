@@ -24,6 +24,13 @@ from .pipeline.transform import PIXEL_MEAN, PIXEL_STD, ImageTransform
 # basam-export's default range: the PyTorch backend accepts what a default export accepts.
 DEFAULT_MAX_SIZE = 4096
 POINT_LABELS = (-1, 0, 1)  # padding (to batch prompts of unequal length), background, foreground
+# Largest |value| accepted in image embeddings given to ``set_embeddings``. SAM's encoder ends in a
+# LayerNorm over the C channels of each location, so no value exceeds
+# max|weight| * sqrt(C - 1) + max|bias| (C = 256 in ViT-B/L/H: sqrt(255) ~ 16); reaching 1e4 would
+# take LayerNorm weights above 600. Far larger values are not this model's embeddings, yet the
+# decoder's own normalizations turn them into masks that look valid (seen up to 1e20; 1e30 gives
+# NaN): refused instead.
+MAX_EMBEDDING_MAGNITUDE = 1e4
 
 
 class Prediction(NamedTuple):
@@ -200,8 +207,9 @@ class Predictor:
     def set_embeddings(self, embeddings: np.ndarray, transform: ImageTransform) -> None:
         """Use an image embedding computed elsewhere (an encoder server, a cache) instead of
         ``set_image``: embeddings 1 C Hp/16 Wp/16 from this model's encoder for an image
-        planned as ``transform`` (whose padded size must match the embedding grid)."""
-        embeddings = np.asarray(embeddings)
+        planned as ``transform`` (whose padded size must match the embedding grid). Non-finite
+        values and values beyond ``MAX_EMBEDDING_MAGNITUDE`` are refused."""
+        embeddings = _numbers(embeddings, "embeddings", "1 x C x Hp/16 x Wp/16", np.float32)
         height, width = transform.padded
         # One patch side for both axes (16 for every SAM): the grid is the padded input / patch.
         fits = embeddings.ndim == 4 and embeddings.shape[0] == 1 and embeddings.shape[2] > 0
@@ -210,6 +218,14 @@ class Predictor:
             raise BasamError(
                 f"embeddings of shape {tuple(embeddings.shape)} do not fit a {height}x{width} "
                 f"model input: expected 1 x C x {height // 16} x {width // 16}"
+            )
+        _check_finite(embeddings, "embeddings", "pass this model's encoder output unchanged")
+        peak = float(np.abs(embeddings).max(initial=0.0))
+        if peak > MAX_EMBEDDING_MAGNITUDE:
+            raise BasamError(
+                f"embeddings hold a value of magnitude {peak:.3g}, beyond "
+                f"{MAX_EMBEDDING_MAGNITUDE:g}: not a SAM encoder's output (it ends in a LayerNorm); "
+                f"pass this model's encoder output unchanged"
             )
         self.transform, self.embeddings = transform, embeddings
 
@@ -279,6 +295,14 @@ class Predictor:
                 "has_mask_input": has_mask,
             }
         )
+        for name in DECODER_OUTPUTS:
+            # NaN logits would become all-False masks that look like an answer.
+            _check_finite(
+                out[name],
+                f"the decoder's {name}",
+                "a fault of this model or engine (an FP16 overflow?), not of the prompt: "
+                "compare the export with PyTorch",
+            )
         # Mask 0 is the single-mask output, 1-3 the multimask ones (segment-anything's slices).
         chosen = slice(1, 4) if multimask_output else slice(0, 1)
         low_res = np.ascontiguousarray(out["low_res_masks"][:, chosen], np.float32)
@@ -294,8 +318,8 @@ class Predictor:
             return None, None, None
         if point_labels is None:
             raise BasamError("point_coords given without point_labels (1 fg, 0 bg, -1 ignore)")
-        coords = np.asarray(point_coords, np.float64)
-        labels = np.asarray(point_labels, np.float64)
+        coords = _numbers(point_coords, "point_coords", "P x N x 2, x then y")
+        labels = _numbers(point_labels, "point_labels", "P x N, 1 fg, 0 bg, -1 ignore")
         if coords.ndim == 2:  # one prompt, unbatched
             coords, labels = coords[None], labels[None]
         if coords.ndim != 3 or coords.shape[-1] != 2 or coords.shape[1] == 0:
@@ -313,14 +337,18 @@ class Predictor:
                 f"point label {labels[bad][0]:g} is not 1 (fg), 0 (bg) or -1 (ignore); "
                 f"give boxes as box=, not as labels 2/3"
             )
-        self._check_inside(coords[labels != -1], transform, "point_coords")
-        return transform.to_model_coords(coords), labels, len(coords)
+        padding = labels == -1
+        self._check_inside(coords[~padding], transform, "point_coords")
+        # Padding points are ignored whatever they hold; (0, 0) keeps NaN out of decoders
+        # exported before the graph made them inert (engines built from such exports).
+        model_coords = np.where(padding[..., None], 0.0, transform.to_model_coords(coords))
+        return model_coords, labels, len(coords)
 
     def _boxes(self, box, transform: ImageTransform) -> Optional[np.ndarray]:
         """-> P 4 original-image boxes (validated) or None."""
         if box is None:
             return None
-        boxes = np.asarray(box, np.float64)
+        boxes = _numbers(box, "box", "P x 4 as x0 y0 x1 y1")
         if boxes.ndim == 1:
             boxes = boxes[None]
         if boxes.ndim != 2 or boxes.shape[-1] != 4 or len(boxes) == 0:
@@ -335,9 +363,16 @@ class Predictor:
         """Refuse coordinates outside [0, W] x [0, H]: almost always y, x swapped or the wrong
         image's scale; an error, because a silently wrong mask is worse than none."""
         height, width = transform.original
+        infinite = ~np.isfinite(xy).all(1)
+        if infinite.any():
+            x, y = xy[infinite][0]
+            raise BasamError(
+                f"{what} ({x:g}, {y:g}) is not a finite number: give x, y in original-image "
+                f"pixels (only label -1 padding points may hold anything)"
+            )
         outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
-        if not np.isfinite(xy).all() or outside.any():
-            x, y = xy[~np.isfinite(xy).all(1) | outside][0]
+        if outside.any():
+            x, y = xy[outside][0]
             raise BasamError(
                 f"{what} ({x:g}, {y:g}) is outside the {width}x{height} (W x H) image: give x, y "
                 f"in original-image pixels, x in [0, {width}], y in [0, {height}]"
@@ -349,7 +384,7 @@ class Predictor:
         expected = (prompts, 1, *transform.grid)
         if mask_input is None:
             return np.zeros(expected, np.float32), np.zeros(prompts, np.float32)
-        masks = np.asarray(mask_input, np.float32)
+        masks = _numbers(mask_input, "mask_input", "P x 1 x Hp/4 x Wp/4 logits", np.float32)
         if masks.ndim == 3 and prompts == 1:
             masks = masks[None]
         if masks.shape != expected:
@@ -357,4 +392,26 @@ class Predictor:
                 f"mask_input must be P x 1 x Hp/4 x Wp/4 = {expected} for this image and "
                 f"{prompts} prompt(s) (one low_res_logits mask per prompt), got {np.shape(mask_input)}"
             )
+        _check_finite(masks, "mask_input", "pass the low_res_logits of an earlier predict")
         return masks, np.ones(prompts, np.float32)
+
+
+def _numbers(value: Any, what: str, form: str, dtype: Any = np.float64) -> np.ndarray:
+    """``value`` as a float array, or a one-line ``BasamError`` for what is not numbers (strings,
+    ragged nesting, complex): numpy's ValueError/TypeError would otherwise reach the user."""
+    try:
+        raw = np.asarray(value)
+        if raw.dtype.kind not in "biufO":  # strings, bytes, complex, dates: never coordinates
+            raise ValueError(f"dtype {raw.dtype}")
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf: caught by callers
+            return raw.astype(dtype)
+    except (TypeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BasamError(f"{what} must be numbers, {form} ({reason})") from None
+
+
+def _check_finite(values: np.ndarray, what: str, fix: str) -> None:
+    """Refuse NaN and inf (also what overflowed on the cast to float32)."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise BasamError(f"{what} has {int(bad.sum())} non-finite value(s) (NaN or inf): {fix}")

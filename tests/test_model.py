@@ -172,6 +172,41 @@ def test_prompt_encoder_equals_segment_anythings_built_for_that_size(size):
         assert torch.allclose(ours.get_dense_pe(size), theirs.get_dense_pe(), atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [(320, 512), (512, 320)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_traceable_point_embedding_is_segment_anythings_and_padding_is_inert(size):
+    """``embed_points`` (what the exported decoder runs) equals segment-anything's assignment-based
+    ``_embed_points`` for every label, and a padding point's value never matters: NaN, inf or 1e30
+    give exactly what (0, 0) gives, as in segment-anything. Tolerance: 1e-5 max abs against
+    segment-anything (float32 coordinate rounding through sin/cos), 0 between padding values."""
+    model = random_model("basam")
+    ours = model.prompt_encoder
+    grid = (size[0] // 16, size[1] // 16)
+    theirs = PromptEncoder(
+        embed_dim=ours.embed_dim, image_embedding_size=grid, input_image_size=size, mask_in_chans=16
+    )
+    theirs.load_state_dict(ours.state_dict())
+    g = torch.Generator().manual_seed(3)
+    coords = torch.rand(3, 5, 2, generator=g) * torch.tensor([size[1] - 1.0, size[0] - 1.0])
+    # Three points (padding among them), then a box's two corners, for each of three prompts.
+    point_labels = torch.tensor([[1.0, 0.0, -1.0], [1.0, -1.0, -1.0], [0.0, 1.0, -1.0]])
+    labels = torch.cat([point_labels, torch.tensor([[2.0, 3.0]] * 3)], 1)  # P 5
+    padding = (labels == -1).unsqueeze(-1)  # P N 1
+    with torch.no_grad():
+        reference = ours.embed_points(coords.masked_fill(padding, 0.0), labels, size)
+        for value in [float("nan"), float("inf"), -float("inf"), 1e30]:
+            padded = coords.masked_fill(padding, value)
+            got = ours.embed_points(padded, labels, size)
+            assert torch.equal(got, reference), value
+            expected = torch.cat(
+                [
+                    theirs._embed_points(padded[:, :3], point_labels, pad=False),
+                    theirs._embed_boxes(padded[:, 3:].reshape(-1, 4)),  # P 2 2 -> P 4
+                ],
+                1,
+            )
+            assert (got - expected).abs().max() < 1e-5, value
+
+
 @pytest.mark.parametrize(
     "shape, message",
     [

@@ -7,9 +7,11 @@ import torch
 from conftest import randomize_
 
 from basam_deploy import BasamError, build_sam
-from basam_deploy.export.onnx_export import ExportOptions, export_onnx
+from basam_deploy.export.graphs import DECODER_INPUTS, DECODER_OUTPUTS, DecoderGraph
+from basam_deploy.export.onnx_export import DECODER_FILE, ExportOptions, export_onnx
 from basam_deploy.pipeline.transform import ImageTransform
-from basam_deploy.predictor import Predictor
+from basam_deploy.predictor import MAX_EMBEDDING_MAGNITUDE, Predictor
+from basam_deploy.runners import OnnxRuntimeRunner, TorchRunner
 from basam_deploy.tensorrt.trt_import import tensorrt_available
 
 SIZE = (300, 517)  # H x W: non-square, neither side a multiple of 16
@@ -287,6 +289,49 @@ def _errors(sam, image, onnx_folder):
             lambda: ok.predict(box=[0, 0, 9, 9], mask_input=np.zeros((2, 1, *grid))),
             "mask_input",
         ),
+        "string labels": (
+            lambda: ok.predict(point_coords=[[1, 2]], point_labels=["fg"]),
+            "point_labels must be numbers",
+        ),
+        "string coords": (
+            lambda: ok.predict(point_coords=[["1", "2"]], point_labels=[1]),
+            "point_coords must be numbers",
+        ),
+        "ragged coords": (
+            lambda: ok.predict(point_coords=[[1, 2], [3]], point_labels=[1, 1]),
+            "point_coords must be numbers",
+        ),
+        "string box": (lambda: ok.predict(box="0 0 9 9"), "box must be numbers"),
+        "NaN point": (
+            lambda: ok.predict(point_coords=[[np.nan, 2]], point_labels=[1]),
+            "not a finite number",
+        ),
+        "inf background point": (
+            lambda: ok.predict(point_coords=[[5, 5], [3, np.inf]], point_labels=[1, 0]),
+            "not a finite number",
+        ),
+        "NaN box": (lambda: ok.predict(box=[np.nan, 0, 9, 9]), "not a finite number"),
+        "inf box": (lambda: ok.predict(box=[0, 0, np.inf, 9]), "not a finite number"),
+        "NaN mask": (
+            lambda: ok.predict(box=[0, 0, 9, 9], mask_input=np.full((1, 1, *grid), np.nan)),
+            "mask_input has",
+        ),
+        "mask beyond float32": (
+            lambda: ok.predict(box=[0, 0, 9, 9], mask_input=np.full((1, 1, *grid), 1e300)),
+            "mask_input has",
+        ),
+        "NaN embeddings": (
+            lambda: ok.set_embeddings(np.where(ok.embeddings > 0, np.nan, 0), ok.transform),
+            "embeddings has",
+        ),
+        "1e30 embeddings": (
+            lambda: ok.set_embeddings(ok.embeddings * 1e30, ok.transform),
+            f"beyond {MAX_EMBEDDING_MAGNITUDE:g}",
+        ),
+        "string embeddings": (
+            lambda: ok.set_embeddings(ok.embeddings.astype(str), ok.transform),
+            "embeddings must be numbers",
+        ),
         "resolution outside range": (
             lambda: Predictor.from_onnx(onnx_folder, resolution=2048).set_image(image),
             "outside this backend's size range 256-1024",
@@ -301,6 +346,110 @@ def test_every_user_error_is_one_line(sam, image, onnx_folder):
             call()
         message = str(info.value)
         assert words in message and "\n" not in message, f"{name}: {message}"
+
+
+# -- padding points and non-finite values ----------------------------------------------------------
+
+PADDING_VALUES = [np.nan, np.inf, -np.inf, 1e30, -1e30]
+
+
+@pytest.fixture(scope="module")
+def decoders(sam, onnx_folder):
+    """The PyTorch decoder graph and the exported decoder.onnx (a real export), as runners."""
+    return {
+        "torch": TorchRunner(DecoderGraph(sam), DECODER_INPUTS, DECODER_OUTPUTS, "torch:decoder"),
+        "onnxruntime": OnnxRuntimeRunner(onnx_folder / DECODER_FILE),
+    }
+
+
+def _decoder_feed(sam, grid, seed=0):
+    """Three prompts, each three points (padding among them, at (0, 0)) and a box's corners, on a
+    random h x w embedding grid; -> (feed, P N padding mask)."""
+    h, w = grid
+    rng = np.random.default_rng(seed)
+    coords = rng.uniform(0, 1, (3, 5, 2)) * [16 * w - 1, 16 * h - 1]
+    labels = np.array([[1, 0, -1, 2, 3], [1, -1, -1, 2, 3], [0, 1, -1, 2, 3]], np.float32)
+    padding = labels == -1
+    coords[padding] = 0.0
+    feed = {
+        "image_embeddings": rng.standard_normal((1, sam.prompt_encoder.embed_dim, h, w)),
+        "point_coords": coords,
+        "point_labels": labels,
+        "mask_input": rng.standard_normal((3, 1, 4 * h, 4 * w)),
+        "has_mask_input": np.array([0.0, 1.0, 0.0]),
+    }
+    return {k: v.astype(np.float32) for k, v in feed.items()}, padding
+
+
+@pytest.mark.parametrize("grid", [(16, 16), (19, 33), (40, 24)], ids=lambda g: f"{g[0]}x{g[1]}")
+def test_padding_points_are_inert_in_pytorch_and_in_the_exported_decoder(sam, decoders, grid):
+    """A padding point (label -1) holding NaN, +-inf or +-1e30 gives the outputs a (0, 0) padding
+    point gives, in PyTorch and in decoder.onnx (onnxruntime), at three grids (256x256, 304x528,
+    640x384 inputs), 3 prompts. Tolerance: 1e-6 max abs (observed: 0, the same values are
+    selected)."""
+    feed, padding = _decoder_feed(sam, grid)
+    for name, decoder in decoders.items():
+        reference = decoder.infer(feed)
+        assert all(np.isfinite(v).all() for v in reference.values()), name
+        for value in PADDING_VALUES:
+            coords = feed["point_coords"].copy()
+            coords[padding] = value
+            out = decoder.infer({**feed, "point_coords": coords})
+            for key in DECODER_OUTPUTS:
+                error = float(np.abs(out[key] - reference[key]).max())
+                assert error <= 1e-6, f"{name} {key}, padding {value}: max abs error {error}"
+
+
+def test_predictor_ignores_what_padding_points_hold(sam, onnx_folder, image):
+    """Prompts of unequal length padded with NaN / inf / 1e30 give the masks and logits of the
+    same prompts padded with (0, 0), on both backends (tolerance: masks equal, logits 1e-6 max
+    abs)."""
+    coords = np.array([[[100.0, 80.0], [400.0, 200.0]], [[250.0, 150.0], [0.0, 0.0]]])
+    labels = np.array([[1, 0], [1, -1]])
+    for predictor in (Predictor(sam), Predictor.from_onnx(onnx_folder)):
+        predictor.set_image(image)
+        reference = predictor.predict(coords, labels)
+        assert nontrivial(reference.masks) > 0
+        for value in PADDING_VALUES:
+            padded = coords.copy()
+            padded[1, 1] = value
+            out = predictor.predict(padded, labels)
+            np.testing.assert_array_equal(out.masks, reference.masks)
+            assert np.abs(out.low_res_logits - reference.low_res_logits).max() <= 1e-6
+
+
+class NaNDecoder:
+    """A faulty backend (an FP16 engine overflowing, say): one NaN in its logits."""
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def infer(self, feed):
+        out = self.runner.infer(feed)
+        out["low_res_masks"][0, 1, 0, 0] = np.nan
+        return out
+
+
+def test_a_decoder_returning_nan_is_an_error_not_an_empty_mask(sam, image):
+    predictor = Predictor(sam)
+    predictor.set_image(image)
+    predictor.decoder = NaNDecoder(predictor.decoder)
+    with pytest.raises(BasamError, match="low_res_masks has 1 non-finite") as info:
+        predictor.predict(point_coords=[[100, 80]], point_labels=[1])
+    assert "\n" not in str(info.value)
+
+
+def test_embedding_ceiling_is_far_above_what_the_encoder_produces(sam, image):
+    """``MAX_EMBEDDING_MAGNITUDE`` refuses no real embedding: the shipped model's encoder output
+    and its LayerNorm ceiling (max|weight| * sqrt(C - 1) + max|bias|) stay 100x below it."""
+    shipped = build_sam("tiny", "basam", checkpoint="default")
+    predictor = Predictor(shipped)
+    predictor.set_image(image)
+    norm = shipped.image_encoder.neck[-1]
+    channels = norm.weight.numel()
+    ceiling = norm.weight.abs().max().item() * (channels - 1) ** 0.5 + norm.bias.abs().max().item()
+    assert np.abs(predictor.embeddings).max() <= ceiling * (1 + 1e-5)
+    assert ceiling * 100 < MAX_EMBEDDING_MAGNITUDE
 
 
 # -- TensorRT --------------------------------------------------------------------------------------
@@ -348,5 +497,8 @@ def test_set_embeddings_reuses_an_embedding_computed_elsewhere(sam, image):
     actual = decoder_side.predict(points, labels)
     assert np.array_equal(actual.masks, expected.masks)
     np.testing.assert_allclose(actual.low_res_logits, expected.low_res_logits, rtol=0, atol=0)
+    # A float64 copy (a cache that round-tripped through another library) is used as float32.
+    decoder_side.set_embeddings(encoder_side.embeddings.astype(np.float64), encoder_side.transform)
+    assert np.array_equal(decoder_side.predict(points, labels).masks, expected.masks)
     with pytest.raises(BasamError, match="do not fit"):
         decoder_side.set_embeddings(encoder_side.embeddings[..., :-1], encoder_side.transform)

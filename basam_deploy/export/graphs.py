@@ -58,20 +58,6 @@ class DecoderGraph(nn.Module):
         self.mask_decoder = sam.mask_decoder
         self.patch_size = sam.patch_size
 
-    def embed_points(
-        self, coords: torch.Tensor, labels: torch.Tensor, input_hw: Tuple[int, int]
-    ) -> torch.Tensor:
-        """P N 2, P N -> P N C. segment-anything's point embedding with masks as arithmetic
-        (its boolean-index assignment has no data-independent trace)."""
-        pe = self.prompt_encoder.pe_layer.forward_with_coords(coords + 0.5, input_hw)  # P N C
-        labels = labels.unsqueeze(-1)  # P N 1
-        embedding = pe * (labels != -1) + self.prompt_encoder.not_a_point_embed.weight * (
-            labels == -1
-        )
-        for i, point_embedding in enumerate(self.prompt_encoder.point_embeddings):
-            embedding = embedding + point_embedding.weight * (labels == i)
-        return embedding
-
     def forward(
         self,
         image_embeddings: torch.Tensor,
@@ -82,7 +68,8 @@ class DecoderGraph(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         grid_h, grid_w = image_embeddings.shape[-2], image_embeddings.shape[-1]
         input_hw = (grid_h * self.patch_size, grid_w * self.patch_size)
-        sparse = self.embed_points(point_coords, point_labels, input_hw)
+        # Padding points are inert whatever their coordinates (BasamPromptEncoder.embed_points).
+        sparse = self.prompt_encoder.embed_points(point_coords, point_labels, input_hw)
         has_mask = has_mask_input.reshape(-1, 1, 1, 1)  # P -> P 1 1 1
         no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         dense = (

@@ -28,6 +28,25 @@ class BasamPromptEncoder(PromptEncoder):
             return super().get_dense_pe()
         return self.pe_layer(self.embedding_size(image_size)).unsqueeze(0)
 
+    def embed_points(
+        self, coords: torch.Tensor, labels: torch.Tensor, image_size: Tuple[int, int]
+    ) -> torch.Tensor:
+        """P N 2 pixel coords (x, y of the padded H x W input), P N labels -> P N embed_dim.
+
+        segment-anything's point embedding without its boolean-index assignments, which have no
+        data-independent trace: this is what the exported decoder runs. Labels: -1 padding,
+        0 background, 1 foreground, 2 / 3 box corners. A padding point is ``not_a_point_embed``
+        whatever its coordinates: selected with ``where``, never multiplied by a 0/1 mask (NaN * 0
+        is NaN, so a NaN or infinite padding point would turn every output into NaN). The other
+        labels keep arithmetic masks: their weights are finite, and non-finite coordinates of a
+        point that counts are the caller's to refuse.
+        """
+        pe = self.pe_layer.forward_with_coords(coords + 0.5, image_size)  # P N C
+        labels = labels.unsqueeze(-1)  # P N -> P N 1
+        for i, point_embedding in enumerate(self.point_embeddings):
+            pe = pe + point_embedding.weight * (labels == i)
+        return torch.where(labels == -1, self.not_a_point_embed.weight, pe)
+
     def _to_built_frame(self, coords: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:
         """Map pixel coords (..., 2) as x, y of an H x W input to the frame the parent was built for.
 
