@@ -31,6 +31,7 @@ from . import launch
 _OFFICIAL_BASE_TOKENS = tl.constexpr(OFFICIAL_BASE_TOKENS)
 _OFFICIAL_SIDE_UNIT = tl.constexpr(OFFICIAL_SIDE_UNIT)
 _LOG2E = tl.constexpr(1.4426950408889634)  # softmax runs in base 2: exp(x) = exp2(x log2(e))
+_VECTOR_ALIGNMENT = tl.constexpr(launch.POINTER_ALIGNMENT)
 
 
 def _triton_jit(fn):
@@ -68,6 +69,102 @@ def basam_attention_fwd(
     BIAS_SLOPE: tl.constexpr,
     BIAS_METRIC: tl.constexpr,
 ):
+    # Unknown modes stop the compile (launch.check_attributes refuses them first): the branches
+    # below would otherwise read any other string as SAM's scale or the Manhattan distance.
+    tl.static_assert(
+        (SCALE_MODE == "sam") | (SCALE_MODE == "log_n") | (SCALE_MODE == "official"),
+        "SCALE_MODE must be 'sam', 'log_n' or 'official'",
+    )
+    tl.static_assert(
+        (BIAS_METRIC == "manhattan") | (BIAS_METRIC == "euclidean"),
+        "BIAS_METRIC must be 'manhattan' or 'euclidean'",
+    )
+    # One compiled kernel must serve any alignment (TensorRT's ahead-of-time launch, aot.py): the
+    # body is compiled twice, once for pointers the compiler may assume VECTOR_ALIGNMENT-aligned
+    # (vector loads, asynchronous copies) and once for any address, and each program takes the
+    # branch its pointers allow. rel_h / rel_w rows are H or W elements apart, unknown at compile
+    # time, so their loads are scalar either way and need no hint.
+    if _is_aligned(q) & _is_aligned(k) & _is_aligned(v) & _is_aligned(out):
+        _attention_rows(
+            _known_aligned(q),
+            _known_aligned(k),
+            _known_aligned(v),
+            rel_h,
+            rel_w,
+            heads,
+            height,
+            width,
+            _known_aligned(out),
+            HEAD_DIM,
+            HEAD_DIM_PAD,
+            BLOCK_M,
+            BLOCK_N,
+            SCALE_MODE,
+            N0,
+            PATCH_SIZE,
+            BIAS_SLOPE,
+            BIAS_METRIC,
+        )
+    else:
+        _attention_rows(
+            q,
+            k,
+            v,
+            rel_h,
+            rel_w,
+            heads,
+            height,
+            width,
+            out,
+            HEAD_DIM,
+            HEAD_DIM_PAD,
+            BLOCK_M,
+            BLOCK_N,
+            SCALE_MODE,
+            N0,
+            PATCH_SIZE,
+            BIAS_SLOPE,
+            BIAS_METRIC,
+        )
+
+
+@_triton_jit
+def _is_aligned(pointer):
+    return (pointer.to(tl.int64) & (_VECTOR_ALIGNMENT - 1)) == 0
+
+
+@_triton_jit
+def _known_aligned(pointer):
+    """``pointer``, rebuilt so that the compiler knows it is VECTOR_ALIGNMENT-byte aligned; only
+    for a pointer that is (the AND then changes nothing, so the hint is true by construction).
+    Triton 3.9 drops a ``tl.multiple_of`` put on a kernel argument itself or on a pointer-int-
+    pointer round trip (which folds away); the AND keeps the round trip."""
+    address = pointer.to(tl.int64) & -_VECTOR_ALIGNMENT
+    return tl.multiple_of(address.to(pointer.dtype), _VECTOR_ALIGNMENT)
+
+
+@_triton_jit
+def _attention_rows(
+    q,
+    k,
+    v,
+    rel_h,
+    rel_w,
+    heads,
+    height,
+    width,
+    out,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    SCALE_MODE: tl.constexpr,
+    N0: tl.constexpr,
+    PATCH_SIZE: tl.constexpr,
+    BIAS_SLOPE: tl.constexpr,
+    BIAS_METRIC: tl.constexpr,
+):
+    """The kernel's body: BLOCK_M queries of one (batch, head) pair against every key."""
     block = tl.program_id(0)
     batch_head = tl.program_id(1)
     head = batch_head % heads
@@ -218,6 +315,16 @@ def _check_operands(
     launch.check_dtype(_dtype_name(q.dtype))
 
 
+def _check_output(q: torch.Tensor, out: torch.Tensor) -> None:
+    if out.shape != q.shape or out.dtype != q.dtype or out.device != q.device:
+        raise BasamError(
+            f"basam_attention: out must match q (shape {tuple(q.shape)}, {q.dtype}, {q.device}), "
+            f"got {tuple(out.shape)}, {out.dtype}, {out.device}"
+        )
+    if not out.is_contiguous():
+        raise BasamError("basam_attention: out is not contiguous: pass a contiguous tensor")
+
+
 def basam_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -231,16 +338,22 @@ def basam_attention(
     bias_slope: float,
     bias_metric: str,
     tile: Optional[launch.TileConfig] = None,
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """BA-SAM attention core with the fused kernel: B nh H W d -> B nh H W d, q's dtype.
 
     q, k, v: B nh H W d (q unscaled); rel_h: B nh H W H; rel_w: B nh H W W; all contiguous, one
     dtype (float32, float16 or bfloat16), one device: CUDA, or the CPU with TRITON_INTERPRET=1
-    (Triton's interpreter, slow; for tests). Attributes as in docs/fused_attention.md.
+    (Triton's interpreter, slow; for tests). Any address alignment (views into larger buffers
+    included). Attributes as in docs/fused_attention.md.
     tile: the tile to launch with; None takes ``launch.tile_config`` (tests pass small tiles to
     cover several blocks on small grids).
+    out: where to write the result (q's shape, dtype and device, contiguous); None allocates it.
     """
     _check_operands(q, k, v, rel_h, rel_w)
+    if out is None:
+        out = torch.empty_like(q)
+    _check_output(q, out)
     if q.device.type != "cuda" and compiled_mode():
         raise BasamError(
             f"basam_attention runs on CUDA tensors, got {q.device}: move them to a GPU, or set "
@@ -258,7 +371,6 @@ def basam_attention(
         bias_slope=bias_slope,
         bias_metric=bias_metric,
     )
-    out = torch.empty_like(q)
     if q.numel() == 0:
         return out
     # Triton launches on the current CUDA device: make it q's.
