@@ -35,6 +35,9 @@ DEFAULT_PTX_VERSION = "8.0"
 # (triton/backends/nvidia/compiler.py) applies to its ptxas. Note 8.6 is CUDA 12.7: CUDA 12.6
 # shipped PTX 8.5 again.
 _DRIVER_FOR_PTX = {
+    "6.3": (10, 0),
+    "6.4": (10, 1),
+    "6.5": (10, 2),
     "7.0": (11, 0),
     "7.1": (11, 1),
     "7.2": (11, 2),
