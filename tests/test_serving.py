@@ -6,7 +6,9 @@ checkpoint) serves the whole module; the onnxruntime test starts a second one on
 this process (``BasamServer``).
 """
 
+import http.client
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -48,6 +50,10 @@ from basam_deploy.serving.server import (  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [(300, 517), (256, 256)]  # H x W: non-square (neither side a multiple of 16), square
 MAX_PIXELS = 400_000  # the test server's --max-image-pixels: 700 x 700 is over it
+# The test server's other limits: 5000 prompts are over --max-prompts; 3000 prompts of 3 masks at
+# 300 x 517 (1.8 GB, about a minute here) are within --max-response-mb: the in-flight request of
+# the SIGTERM test. --max-request-mb: over the 8 MB body of the crash test.
+MAX_PROMPTS, MAX_RESPONSE_MB, MAX_REQUEST_MB = 3000, 2048, 16
 READY = "Ctrl-C or SIGTERM stops"
 STARTUP_S = 180  # a cold start on a loaded 2-core machine; usually about 10 s
 
@@ -94,6 +100,7 @@ class ServerProcess:
         http, grpc, metrics = free_ports(3)
         self.http, self.grpc = f"127.0.0.1:{http}", f"127.0.0.1:{grpc}"
         self.metrics = f"http://127.0.0.1:{metrics}/metrics"
+        self.metrics_address = f"127.0.0.1:{metrics}"
         self.out, self.err = folder / "stdout.txt", folder / "stderr.txt"
         command = [sys.executable, "-m", "basam_deploy.cli.serve", *map(str, args)]
         command += ["--host", "127.0.0.1", "--http-port", http, "--grpc-port", grpc]
@@ -178,6 +185,8 @@ def reference(checkpoint):
 def server(model_args, tmp_path_factory):
     folder = tmp_path_factory.mktemp("server")
     args = [*model_args, "--max-batch", 4, "--queue-delay-us", 50_000]
+    args += ["--max-prompts", MAX_PROMPTS, "--max-response-mb", MAX_RESPONSE_MB]
+    args += ["--max-request-mb", MAX_REQUEST_MB]
     process = ServerProcess([*args, "--max-image-pixels", MAX_PIXELS], folder)
     yield process
     process.terminate()
@@ -423,10 +432,162 @@ def test_bad_request_is_a_one_line_error_and_the_server_stays_up(
         c.infer(name, build(encoded), outputs)
     line = protocol.error_line(info.value.message())
     assert expected in line and "\n" not in line and "Traceback" not in line, line
+    if protocol_name == "http":  # what the client receives is the one line (the HTTP front)
+        raw = info.value.message()
+        assert expected in raw and "\n" not in raw and "File " not in raw, raw
     # The same server answers the next good request.
     good = decode(c, encoded, point_coords=[[[100.0, 100.0]]], point_labels=[[1]])
     assert good["masks"].shape == (1, 1, 3, *SIZES[0])
     c.close()
+
+
+# -- limits and hostile requests -------------------------------------------------------------------
+
+
+def post(address, path, body, content_type):
+    """One raw HTTP POST -> (status, body). Raises if the server drops the connection."""
+    host, port = address.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def assert_serving(server, encoded):
+    assert server.process.poll() is None, server.stdout()[-2000:]
+    c = client(server)
+    good = decode(c, encoded, point_coords=[[[100.0, 100.0]]], point_labels=[[1]])
+    assert good["masks"].shape == (1, 1, 3, *SIZES[0])
+    c.close()
+
+
+@pytest.mark.parametrize("port", ["http", "metrics"])
+def test_a_large_form_urlencoded_body_does_not_stop_the_server(server, encoded, port):
+    """Triton 2.51's HTTP server segfaults on one >= 4 MB body sent as
+    application/x-www-form-urlencoded (curl -d's default), on the inference and the metrics
+    port: the whole server went down. The front drops that Content-Type."""
+    address = server.http if port == "http" else server.metrics_address
+    path = f"/v2/models/{protocol.ENCODER_MODEL}/infer" if port == "http" else "/metrics"
+    status, body = post(address, path, b"a" * (8 * 2**20), "application/x-www-form-urlencoded")
+    assert status >= 400
+    message = json.loads(body)["error"]
+    assert "\n" not in message
+    assert_serving(server, encoded)
+
+
+def test_an_http_body_over_the_limit_is_refused(server, encoded):
+    status, body = post(
+        server.http,
+        f"/v2/models/{protocol.ENCODER_MODEL}/infer",
+        b"\0" * ((MAX_REQUEST_MB + 1) * 2**20),
+        "application/octet-stream",
+    )
+    assert status == 413
+    assert (
+        f"over this server's limit of {MAX_REQUEST_MB * 2**20} bytes" in json.loads(body)["error"]
+    )
+    assert "--max-request-mb" in json.loads(body)["error"]
+    assert_serving(server, encoded)
+
+
+def test_prompt_and_response_limits(server, encoded):
+    """5000 prompts took 69 s and 10 GB before the limit; now a one-line error at once."""
+    c = client(server)
+    points = np.full((5000, 1, 2), 50, np.float32)
+    start = time.monotonic()
+    with pytest.raises(InferenceServerException) as info:
+        decode(c, encoded, point_coords=points, point_labels=np.ones((5000, 1)))
+    assert time.monotonic() - start < 10
+    message = info.value.message()
+    assert f"5000 prompts in one request, over this server's limit of {MAX_PROMPTS}" in message
+    assert "--max-prompts" in message and "\n" not in message
+
+    # 3000 prompts of 3 masks on a 600 x 660 image: 4.5 GB of outputs.
+    big = encode(c, make_image(600, 660))
+    points = np.full((MAX_PROMPTS, 1, 2), 50, np.float32)
+    with pytest.raises(InferenceServerException) as info:
+        decode(c, big, point_coords=points, point_labels=np.ones((MAX_PROMPTS, 1)))
+    message = info.value.message()
+    assert "the response would be 4275.6 MiB (3000 prompts x 3 masks of 600x660)" in message
+    assert f"limit of {MAX_RESPONSE_MB:.1f} MiB" in message and "--max-response-mb" in message
+    c.close()
+    assert_serving(server, encoded)
+
+
+def test_many_prompts_run_in_chunks_and_equal_the_predictor(server, reference):
+    """100 prompts at 300 x 517: three decoder chunks (34 prompts of 3 float32 masks each fit
+    the 64 MiB chunk budget), written into one response."""
+    c = client(server, "grpc")
+    image = make_image(*SIZES[0], seed=8)
+    out = encode(c, image)
+    reference.set_image(image)
+    g = np.random.default_rng(0)
+    coords = (g.random((100, 2, 2)) * [SIZES[0][1] - 1, SIZES[0][0] - 1]).astype(np.float32)
+    labels = g.integers(0, 2, (100, 2)).astype(np.int32)
+    got = decode(c, out, point_coords=coords, point_labels=labels)
+    want = reference.predict(coords, labels)
+    assert got["masks"].shape == (1, 100, 3, *SIZES[0])
+    assert mask_iou(got["masks"][0], want.masks) >= 0.99
+    np.testing.assert_allclose(got["iou_predictions"][0], want.iou_predictions, atol=1e-4)
+    np.testing.assert_allclose(got["low_res_logits"][0], want.low_res_logits, atol=1e-3)
+    c.close()
+
+
+def test_malformed_requests_never_fail_or_reach_other_clients(server, encoded, reference):
+    """8 clients at once, each sending good and malformed requests (same tensor shapes, so the
+    batcher could group them): every good request succeeds with the right masks, and every error
+    a client gets names its own request. Before, PyTriton sent one error to the whole batch."""
+    image = make_image(*SIZES[0])
+    reference.set_image(image)
+    point = np.array([[[100.0, 100.0]]], np.float32)
+    want = reference.predict(point, np.ones((1, 1))).masks
+    failures, barrier = [], threading.Barrier(8)
+
+    def run(k):
+        c = client(server, "http" if k % 2 else "grpc")
+        barrier.wait()
+        for round_ in range(6):
+            try:
+                if (k + round_) % 3 == 0:  # outside the 517 x 300 image, with a unique x
+                    bad = np.array([[[600.0 + k, 10.0 + round_]]], np.float32)
+                    with pytest.raises(InferenceServerException) as info:
+                        decode(c, encoded, point_coords=bad, point_labels=[[1]])
+                    own = f"({600 + k}, {10 + round_}) is outside"
+                    assert own in protocol.error_line(info.value.message()), info.value.message()
+                elif (k + round_) % 3 == 1:  # an encoder request over --max-image-pixels
+                    with pytest.raises(InferenceServerException) as info:
+                        encode(c, np.zeros((700, 700 + k, 3), np.uint8))
+                    own = f"image is 700x{700 + k}"
+                    assert own in protocol.error_line(info.value.message()), info.value.message()
+                else:
+                    got = decode(c, encoded, point_coords=point, point_labels=[[1]])
+                    assert mask_iou(got["masks"][0], want) >= 0.99
+            except BaseException:  # noqa: BLE001 -- reported by the main thread
+                failures.append(f"client {k} round {round_}: {traceback.format_exc(limit=1)}")
+        c.close()
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert not failures, "\n".join(failures)
+
+
+def test_pixel_limit_message_names_pixels_below_a_megapixel():
+    image = np.zeros((1, 100, 100, 3), np.uint8)
+    with pytest.raises(protocol.RequestError) as info:
+        protocol.read_images(image, max_pixels=5000)
+    assert "image is 100x100 (10,000 pixels), over this server's limit of 5,000 pixels" in str(
+        info.value
+    )
+    with pytest.raises(protocol.RequestError) as info:
+        protocol.read_images(np.zeros((1, 700, 700, 3), np.uint8), max_pixels=MAX_PIXELS)
+    assert "(0.5 MP), over this server's limit of 0.4 MP" in str(info.value)
 
 
 class _FailingDecoder:
@@ -552,10 +713,31 @@ def test_onnxruntime_backend_serves_an_export(checkpoint, tmp_path_factory):
 # -- stopping (last: it stops the module's server) ------------------------------------------------
 
 
-def test_sigterm_stops_the_server_cleanly(server):
+def test_sigterm_stops_the_server_cleanly(server, encoded):
+    """With a request in flight that takes about a minute (3000 prompts of 3 masks at 300 x 517):
+    before, Triton stopped at ~15 s but basam-serve computed on for minutes. Now the request ends
+    at its next chunk with an error, and the process exits within seconds."""
+    outcome = []
+
+    def long_request():
+        c = client(server)
+        points = np.full((MAX_PROMPTS, 1, 2), 50, np.float32)
+        try:
+            decode(c, encoded, point_coords=points, point_labels=np.ones((MAX_PROMPTS, 1)))
+            outcome.append("answered")
+        except Exception as exc:  # noqa: BLE001 -- the shutdown error, or the connection closing
+            outcome.append(str(exc))
+        c.close()
+
+    request = threading.Thread(target=long_request)
+    request.start()
+    time.sleep(3)  # the decoder is busy with it
+    assert not outcome
     start = time.monotonic()
     assert server.terminate() == 0, server.stderr()[-2000:]
-    assert time.monotonic() - start < 60
+    assert time.monotonic() - start < 25
+    request.join(30)
+    assert outcome and outcome[0] != "answered"
     assert "basam-serve: stopped" in server.stdout()
     for address in (server.http, server.grpc):
         host, port = address.split(":")

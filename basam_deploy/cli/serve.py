@@ -6,16 +6,28 @@ Two models, ``basam_encoder`` and ``basam_decoder``, with dynamic batching. A th
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 from .. import MODEL_CONFIGS, PRESETS
 from ..serving.protocol import DECODER_MODEL, DEFAULT_MAX_IMAGE_PIXELS, ENCODER_MODEL
-from ..serving.server import BACKENDS, ServeConfig
+from ..serving.server import BACKENDS, STOP_GRACE_S, ServeConfig
 from . import ArgumentParser, run
 
 DEFAULTS = ServeConfig()
+MIB = 2**20
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,10 +74,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resize.add_argument(
         "--max-image-pixels",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MAX_IMAGE_PIXELS,
         metavar="N",
         help=f"largest upload, H x W pixels (default {DEFAULT_MAX_IMAGE_PIXELS} = 8192 x 8192)",
+    )
+    limits = parser.add_argument_group("limits per request")
+    limits.add_argument(
+        "--max-prompts",
+        type=positive_int,
+        default=DEFAULTS.max_prompts,
+        metavar="N",
+        help=f"prompts (B x P) per decoder request (default {DEFAULTS.max_prompts})",
+    )
+    limits.add_argument(
+        "--max-response-mb",
+        type=positive_int,
+        default=DEFAULTS.max_response_bytes // MIB,
+        metavar="MB",
+        help="MiB of outputs one decoder request may build (masks, logits; default "
+        f"{DEFAULTS.max_response_bytes // MIB})",
+    )
+    limits.add_argument(
+        "--max-request-mb",
+        type=positive_int,
+        default=DEFAULTS.max_request_bytes // MIB,
+        metavar="MB",
+        help=f"largest HTTP request body, MiB (default {DEFAULTS.max_request_bytes // MIB})",
     )
     net = parser.add_argument_group("server")
     net.add_argument("--host", default=DEFAULTS.host, help=f"default {DEFAULTS.host} (loopback)")
@@ -129,6 +164,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         max_image_pixels=args.max_image_pixels,
         triton_log=args.triton_log,
         exit_timeout_s=args.exit_timeout,
+        max_prompts=args.max_prompts,
+        max_response_bytes=args.max_response_mb * MIB,
+        max_request_bytes=args.max_request_mb * MIB,
     )
     config.check()  # before the model loads: a busy port is a one-line error at once
     backend = load_backend(
@@ -155,9 +193,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name, url in server.urls.items():
             print(f"  {name:8} {url}", flush=True)
         say("Ctrl-C or SIGTERM stops")
-        server.serve()
+        finished = server.serve()
     finally:
         server.stop()
+    if not finished:
+        # A model run that cannot be interrupted (one encoder forward) outlived the grace time;
+        # the interpreter would wait for its thread at exit: leave without it.
+        say(
+            f"stopped; a request still running {args.exit_timeout + STOP_GRACE_S} s later was dropped"
+        )
+        os._exit(0)
     say("stopped")
     return 0
 

@@ -37,6 +37,10 @@ LOW_RES_STRIDE = 4  # the decoder's low-res masks are Hp/4 x Wp/4
 # the server's memory, not a model limit (the resize policy brings every size into the model's range).
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
 POINT_LABELS = (-1, 0, 1)  # padding, background, foreground
+# A decoder request's prompts (B x P) and the bytes of its outputs: 5000 prompts took 69 s and
+# 10 GB before these existed. 256 prompts of 3 masks is 768 masks; 512 MiB holds them at 0.6 MP.
+DEFAULT_MAX_PROMPTS = 256
+DEFAULT_MAX_RESPONSE_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -183,11 +187,20 @@ def read_images(images: np.ndarray, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
         raise RequestError(f"image is empty ({'x'.join(map(str, images.shape))}): send pixels")
     if height * width > max_pixels:
         raise RequestError(
-            f"image is {height}x{width} ({height * width / 1e6:.1f} MP), over this server's limit "
-            f"of {max_pixels / 1e6:.1f} MP: downscale it, or start basam-serve with a larger "
+            f"image is {height}x{width} ({pixel_count(height * width)}), over this server's limit "
+            f"of {pixel_count(max_pixels)}: downscale it, or start basam-serve with a larger "
             f"--max-image-pixels"
         )
     return images
+
+
+def pixel_count(pixels: int) -> str:
+    """5000 -> '5,000 pixels'; 67108864 -> '67.1 MP' (MP only where one decimal shows it)."""
+    return f"{pixels / 1e6:.1f} MP" if pixels >= 100_000 else f"{pixels:,} pixels"
+
+
+def byte_count(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size:,} bytes"
 
 
 def pack_sizes(transform: ImageTransform) -> np.ndarray:
@@ -210,6 +223,45 @@ class DecodeItem:
     boxes: Optional[np.ndarray]  # P 4
     mask_input: Optional[np.ndarray]  # P 1 Hp/4 Wp/4
     multimask_output: bool
+
+    @property
+    def prompts(self) -> int:
+        return len(self.point_coords if self.point_coords is not None else self.boxes)
+
+    @property
+    def masks_per_prompt(self) -> int:
+        return 3 if self.multimask_output else 1
+
+
+def response_bytes(items: List[DecodeItem]) -> int:
+    """The bytes of one decoder request's outputs: masks B P K H W bool, iou_predictions B P K and
+    low_res_logits B P K Hp/4 Wp/4 float32."""
+    first = items[0]
+    height, width = first.transform.original
+    grid_h, grid_w = first.transform.grid
+    per_mask = height * width + 4 + 4 * grid_h * grid_w
+    return len(items) * first.prompts * first.masks_per_prompt * per_mask
+
+
+def check_decode_size(items: List[DecodeItem], max_prompts: int, max_response_bytes: int) -> None:
+    """Refuse a request with more than ``max_prompts`` prompts (B x P) or outputs over
+    ``max_response_bytes``, before anything runs."""
+    prompts = len(items) * items[0].prompts
+    if prompts > max_prompts:
+        raise RequestError(
+            f"{prompts} prompts in one request, over this server's limit of {max_prompts}: send "
+            f"them in several requests (the embeddings can be sent again), or start basam-serve "
+            f"with a larger --max-prompts"
+        )
+    size = response_bytes(items)
+    if size > max_response_bytes:
+        height, width = items[0].transform.original
+        raise RequestError(
+            f"the response would be {byte_count(size)} ({prompts} prompts x "
+            f"{items[0].masks_per_prompt} masks of {height}x{width}), over this server's limit of "
+            f"{byte_count(max_response_bytes)}: send fewer prompts per request or "
+            f"multimask_output false, or start basam-serve with a larger --max-response-mb"
+        )
 
 
 def read_transform(

@@ -7,13 +7,19 @@ Both models are the ``Predictor``'s own pieces: the encoder plans each image wit
 runs ``Predictor.predict`` on the embeddings and size plan a client sends back. Nothing of the pre-
 or post-processing is re-implemented here.
 
-Batching: Triton's dynamic batcher groups requests whose tensors have the same shapes (it does not
-ragged-batch), so encoder batches hold images of one size and run as one B 3 Hp Wp forward (one
-image at a time on TensorRT); decoder batches run one image's prompts at a time (the decoder graph
-takes one image's embeddings and all of its P prompts at once).
+Batching: Triton's dynamic batcher groups encoder requests whose tensors have the same shapes (it
+does not ragged-batch), so encoder batches hold images of one size and run as one B 3 Hp Wp forward
+(one image at a time on TensorRT). The decoder has no dynamic batcher: each request runs alone
+(the decoder graph takes one image's embeddings and all of its prompts at once, so batching gained
+nothing), in chunks of prompts that bound the float32 masks built at once.
 
-Errors: a ``RequestError`` / ``BackendError`` becomes the error response of every request in the
-execute batch it was raised in (PyTriton sends one error per batch); the server stays up.
+Errors: PyTriton 0.7 sends one error to every request of the execution it was raised in. Decoder
+requests execute alone, so a bad one fails only itself; an encoder request fails our checks only
+for its image size (empty, over --max-image-pixels), which the requests batched with it share
+(Triton batches equal shapes only). The server stays up.
+
+Limits: prompts per decoder request, the bytes of a decoder response, and (``http_front``) the
+bytes of an HTTP request body. Stopping: ``stop()`` makes in-flight work end at its next chunk.
 """
 
 import contextlib
@@ -33,14 +39,19 @@ import numpy as np
 from ..errors import BasamError
 from ..pipeline.transform import ImageTransform
 from ..predictor import Prediction, Predictor
+from .http_front import HttpFront
 from .protocol import (
     DECODER_MODEL,
     DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_PROMPTS,
+    DEFAULT_MAX_RESPONSE_BYTES,
     ENCODER_MODEL,
     BackendError,
+    DecodeItem,
     RequestError,
     ServedError,
     TensorSpec,
+    check_decode_size,
     decoder_inputs,
     decoder_outputs,
     encoder_inputs,
@@ -53,6 +64,13 @@ from .protocol import (
 
 LOGGER = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
+DEFAULT_MAX_REQUEST_BYTES = 256 * 2**20  # an 8192 x 8192 RGB upload is 192 MiB
+# The float32 masks one decoder chunk may build (P x K x H x W x 4 bytes, before the bool masks):
+# at most this many bytes or MAX_CHUNK_PROMPTS prompts, at least one prompt.
+CHUNK_MASK_BYTES = 64 * 2**20
+MAX_CHUNK_PROMPTS = 64
+# After the stop, how long past --exit-timeout basam-serve waits for a running chunk.
+STOP_GRACE_S = 20
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,10 @@ class ServeConfig:
     triton_log: file for Triton's own log; None prints it to stdout.
     exit_timeout_s: on stop, how long Triton waits for in-flight requests (and open client
         connections) before it exits anyway.
+    max_prompts: prompts (B x P) per decoder request.
+    max_response_bytes: the outputs one decoder request may build.
+    max_request_bytes: an HTTP request body (the HTTP front refuses larger ones with 413; gRPC
+        messages are bounded by Triton's own limit).
     """
 
     host: str = "127.0.0.1"
@@ -77,6 +99,9 @@ class ServeConfig:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     triton_log: Optional[Path] = None
     exit_timeout_s: int = 10
+    max_prompts: int = DEFAULT_MAX_PROMPTS
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
     def check(self) -> None:
         ports = {"--http-port": self.http_port, "--grpc-port": self.grpc_port}
@@ -93,8 +118,15 @@ class ServeConfig:
             raise BasamError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
         if self.exit_timeout_s < 0:
             raise BasamError(f"--exit-timeout must be >= 0, got {self.exit_timeout_s}")
-        if self.max_image_pixels < 1:
-            raise BasamError(f"--max-image-pixels must be >= 1, got {self.max_image_pixels}")
+        limits = {
+            "--max-image-pixels": self.max_image_pixels,
+            "--max-prompts": self.max_prompts,
+            "--max-response-mb": self.max_response_bytes,
+            "--max-request-mb": self.max_request_bytes,
+        }
+        for flag, value in limits.items():
+            if value < 1:
+                raise BasamError(f"{flag} must be >= 1, got {value}")
         for flag, port in ports.items():
             _require_free_port(self.host, port, flag)
 
@@ -107,6 +139,21 @@ class ServeConfig:
         if self.metrics_port:
             urls["metrics"] = f"http://{host}:{self.metrics_port}/metrics"
         return urls
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def _free_loopback_ports(count: int) -> List[int]:
+    """Ports for Triton's private endpoints (the OS picks them; closed again at once)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((LOOPBACK, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _require_free_port(host: str, port: int, flag: str) -> None:
@@ -236,6 +283,9 @@ class SamModels:
 
     encoder_batch: at most this many images per encoder run (None: all images of one size in the
     execute batch; 1 for TensorRT, whose engine profiles may not cover a larger batch).
+    max_prompts, max_response_bytes: a decoder request's limits (``protocol.check_decode_size``).
+    ``stop()``: work in flight ends at its next chunk (an encoder run, a chunk of prompts) with an
+    error response, and new work is refused.
     """
 
     def __init__(
@@ -244,10 +294,14 @@ class SamModels:
         *,
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         encoder_batch: Optional[int] = None,
+        max_prompts: int = DEFAULT_MAX_PROMPTS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.predictor = predictor
         self.max_image_pixels = max_image_pixels
         self.encoder_batch = encoder_batch
+        self.max_prompts, self.max_response_bytes = max_prompts, max_response_bytes
+        self._stopping = threading.Event()
         # A second Predictor on the same runners holds the decoder's per-request image state, so
         # the decoder thread never touches what the encoder thread is using.
         self._decoding = Predictor.from_runners(
@@ -260,6 +314,13 @@ class SamModels:
         )
         self._encode_lock, self._decode_lock = threading.Lock(), threading.Lock()
         self.embed_dim = self._warm_up()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _check_running(self) -> None:
+        if self._stopping.is_set():
+            raise BackendError("basam-serve is shutting down: the request was not finished; retry")
 
     def plan(self, original: Tuple[int, int]) -> ImageTransform:
         """The Predictor's resize plan for an H x W image."""
@@ -285,6 +346,7 @@ class SamModels:
         step = self.encoder_batch or len(images)
         out = []
         for start in range(0, len(images), step):
+            self._check_running()
             chunk = images[start : start + step]
             batch = np.concatenate([transform.model_input(image) for image in chunk])
             out.append(self.predictor.encoder.infer({"image": batch})["image_embeddings"])
@@ -326,33 +388,46 @@ class SamModels:
             view.reset_image()
 
     def decode(self, requests: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
+        # Without a dynamic batcher Triton hands over one request at a time; a list either way.
         with _served_errors(DECODER_MODEL), self._decode_lock:
-            parsed = [
-                read_decode_request(dict(r.items()), self.plan, self.max_image_pixels)
-                for r in requests  # every request checked before any runs: fail fast, run none
-            ]
-            responses = []
-            for items in parsed:
-                predictions = [
-                    self._predict(
-                        item.embeddings,
-                        item.transform,
-                        item.point_coords,
-                        item.point_labels,
-                        box=item.boxes,
-                        mask_input=item.mask_input,
-                        multimask_output=item.multimask_output,
-                    )
-                    for item in items
-                ]
-                responses.append(
-                    {
-                        "masks": np.stack([p.masks for p in predictions]),
-                        "iou_predictions": np.stack([p.iou_predictions for p in predictions]),
-                        "low_res_logits": np.stack([p.low_res_logits for p in predictions]),
-                    }
+            parsed = []
+            for r in requests:  # every request checked before any runs: fail fast, run none
+                items = read_decode_request(dict(r.items()), self.plan, self.max_image_pixels)
+                check_decode_size(items, self.max_prompts, self.max_response_bytes)
+                parsed.append(items)
+            return [self._decode_items(items) for items in parsed]
+
+    def _decode_items(self, items: Sequence[DecodeItem]) -> Dict[str, np.ndarray]:
+        """One request's B items -> masks B P K H W bool, iou_predictions B P K, low_res_logits
+        B P K Hp/4 Wp/4, filled chunk by chunk of prompts (the Predictor builds P K H W float32
+        masks before thresholding them: a chunk bounds that to ``CHUNK_MASK_BYTES``)."""
+        first = items[0]
+        prompts, masks_per_prompt = first.prompts, first.masks_per_prompt
+        lead = (len(items), prompts, masks_per_prompt)
+        masks = np.empty((*lead, *first.transform.original), np.bool_)
+        iou = np.empty(lead, np.float32)
+        low_res = np.empty((*lead, *first.transform.grid), np.float32)
+        float_masks = masks_per_prompt * masks[0, 0].size * 4  # one prompt's K H W float32
+        step = max(1, min(MAX_CHUNK_PROMPTS, CHUNK_MASK_BYTES // float_masks))
+        for b, item in enumerate(items):
+            for start in range(0, prompts, step):
+                self._check_running()
+                part = slice(start, start + step)
+                got = self._predict(
+                    item.embeddings,
+                    item.transform,
+                    None if item.point_coords is None else item.point_coords[part],
+                    None if item.point_labels is None else item.point_labels[part],
+                    box=None if item.boxes is None else item.boxes[part],
+                    mask_input=None if item.mask_input is None else item.mask_input[part],
+                    multimask_output=item.multimask_output,
                 )
-            return responses
+                masks[b, part], iou[b, part], low_res[b, part] = (
+                    got.masks,
+                    got.iou_predictions,
+                    got.low_res_logits,
+                )
+        return {"masks": masks, "iou_predictions": iou, "low_res_logits": low_res}
 
 
 # -- Triton -----------------------------------------------------------------------------------------
@@ -397,6 +472,9 @@ class BasamServer:
 
     ``start()`` returns once both models are ready; ``serve()`` blocks until SIGINT or SIGTERM;
     ``stop()`` (or leaving the ``with`` block) shuts Triton down. Usable in-process (tests).
+
+    Triton's HTTP and metrics endpoints listen on private loopback ports; the configured public
+    ports are ``HttpFront`` proxies in front of them (see ``http_front`` for why). gRPC is Triton's.
     """
 
     def __init__(
@@ -410,9 +488,14 @@ class BasamServer:
         config.check()
         self.config = config
         self.models = SamModels(
-            predictor, max_image_pixels=config.max_image_pixels, encoder_batch=encoder_batch
+            predictor,
+            max_image_pixels=config.max_image_pixels,
+            encoder_batch=encoder_batch,
+            max_prompts=config.max_prompts,
+            max_response_bytes=config.max_response_bytes,
         )
         self._triton = None
+        self._fronts: List[HttpFront] = []
 
     @property
     def urls(self) -> Dict[str, str]:
@@ -422,7 +505,8 @@ class BasamServer:
         """The batcher settings, one line."""
         return (
             f"dynamic batching: max_batch_size {self.config.max_batch}, max_queue_delay "
-            f"{self.config.queue_delay_us} us, images of one size per encoder batch"
+            f"{self.config.queue_delay_us} us, images of one size per encoder batch; decoder: one "
+            f"request per run, at most {self.config.max_prompts} prompts"
         )
 
     def start(self) -> None:
@@ -430,15 +514,16 @@ class BasamServer:
         from pytriton.triton import Triton, TritonConfig
 
         c = self.config
+        private_http, private_metrics = _free_loopback_ports(2)
         triton_config = TritonConfig(
-            http_address=c.host,
-            http_port=c.http_port,
+            http_address=LOOPBACK,
+            http_port=private_http,
             grpc_address=c.host,
             grpc_port=c.grpc_port,
             allow_metrics=bool(c.metrics_port),
             allow_gpu_metrics=False,
-            metrics_address=c.host if c.metrics_port else None,
-            metrics_port=c.metrics_port or None,
+            metrics_address=LOOPBACK if c.metrics_port else None,
+            metrics_port=private_metrics if c.metrics_port else None,
             log_file=c.triton_log,
             log_verbose=0,
             exit_timeout_secs=c.exit_timeout_s,
@@ -448,6 +533,10 @@ class BasamServer:
             max_batch_size=c.max_batch,
             batcher=DynamicBatcher(max_queue_delay_microseconds=c.queue_delay_us),
         )
+        # batcher=None: PyTriton writes no dynamic_batching section (its generator checks
+        # isinstance(batcher, DynamicBatcher)), so Triton runs each decoder request alone and a
+        # bad one fails no other client's request.
+        decoder_config = ModelConfig(batching=True, max_batch_size=c.max_batch, batcher=None)
         embed_dim = self.models.embed_dim
         _shorten_pytriton_warnings()
         self._triton = Triton(config=triton_config)
@@ -465,11 +554,12 @@ class BasamServer:
                 self.models.decode,
                 inputs=_tensors(decoder_inputs(embed_dim)),
                 outputs=_tensors(decoder_outputs()),
-                config=model_config,
+                config=decoder_config,
                 strict=True,
             )
             with _interpreter_libs_first():
                 self._triton.run()
+            self._start_fronts(private_http, private_metrics)
         except BaseException:
             self.stop()
             raise
@@ -480,8 +570,38 @@ class BasamServer:
                 f"({c.triton_log or 'above'})"
             )
 
-    def serve(self) -> None:
-        """Block until SIGINT (Ctrl-C) or SIGTERM, then stop. A BasamError if Triton dies."""
+    def _start_fronts(self, private_http: int, private_metrics: int) -> None:
+        c = self.config
+        fronts = [
+            HttpFront(
+                c.host,
+                c.http_port,
+                private_http,
+                name="http",
+                max_body_bytes=c.max_request_bytes,
+                error_line=error_line,
+            )
+        ]
+        if c.metrics_port:
+            fronts.append(
+                HttpFront(
+                    c.host,
+                    c.metrics_port,
+                    private_metrics,
+                    name="metrics",
+                    max_body_bytes=c.max_request_bytes,
+                )
+            )
+        for front in fronts:
+            try:
+                front.start()
+            except OSError as exc:
+                raise BasamError(f"{exc}: choose another port or --host") from None
+            self._fronts.append(front)
+
+    def serve(self) -> bool:
+        """Block until SIGINT (Ctrl-C) or SIGTERM, then stop. A BasamError if Triton dies.
+        Returns ``stop()``'s answer: False when a request was left running."""
         if self._triton is None:
             self.start()
         interrupted = []
@@ -502,15 +622,34 @@ class BasamServer:
         finally:
             for sig, handler in restore.items():
                 signal.signal(sig, handler)
-            self.stop()
+            finished = self.stop()
         if restore and not interrupted:
             log = self.config.triton_log or "its log above"
             raise BasamError(f"Triton Inference Server stopped unexpectedly: see {log}")
+        return finished
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop Triton and the HTTP fronts. In-flight work ends at its next chunk; a chunk still
+        running ``exit_timeout_s + STOP_GRACE_S`` seconds later is left behind: returns False
+        then (the process should exit without waiting for it), True otherwise."""
+        self.models.stop()
         triton, self._triton = self._triton, None
+        finished = True
         if triton is not None:
-            triton.stop()
+            # PyTriton's stop joins the threads running our callables, without a timeout.
+            stopping = threading.Thread(target=triton.stop, name="basam-stop", daemon=True)
+            stopping.start()
+            stopping.join(self.config.exit_timeout_s + STOP_GRACE_S)
+            finished = not stopping.is_alive()
+            if not finished:
+                LOGGER.error(
+                    "a request was still running %d s after the stop",
+                    self.config.exit_timeout_s + STOP_GRACE_S,
+                )
+        fronts, self._fronts = self._fronts, []
+        for front in fronts:
+            front.stop()
+        return finished
 
     def __enter__(self) -> "BasamServer":
         self.start()
