@@ -23,7 +23,7 @@ from conftest import relative_error  # noqa: E402
 from basam_deploy.configs import AttentionSpec  # noqa: E402
 from basam_deploy.errors import BasamError  # noqa: E402
 from basam_deploy.kernels.attention import basam_attention, compiled_mode  # noqa: E402
-from basam_deploy.kernels.launch import TileConfig  # noqa: E402
+from basam_deploy.kernels.launch import POINTER_ALIGNMENT, TileConfig, decode_attributes  # noqa: E402
 from basam_deploy.modeling.attention import attend_rows  # noqa: E402
 from basam_deploy.modeling.attention_terms import (  # noqa: E402
     attention_scale,
@@ -225,6 +225,79 @@ def test_matches_attend_rows(metric):
         bias_metric=metric,
     )
     assert relative_error(out.reshape(expected.shape), expected) <= 1e-5
+
+
+def misaligned(tensor, offset=1):
+    """A copy of ``tensor`` that starts ``offset`` elements into a larger buffer: its address is
+    not 16-byte aligned (how TensorRT may hand the plugin a tensor that shares a buffer)."""
+    buffer = torch.zeros(tensor.numel() + offset, dtype=tensor.dtype)
+    view = buffer[offset:].view(tensor.shape)
+    view.copy_(tensor)
+    return view
+
+
+MISALIGNED = {
+    "all": (0, 1, 2, 3, 4, "out"),
+    "k-only": (1,),
+    "out-only": ("out",),
+}
+
+
+@needs_interpreter
+@pytest.mark.parametrize("which", list(MISALIGNED), ids=list(MISALIGNED))
+@pytest.mark.parametrize(
+    "dtype, grid, bias",
+    [(torch.float32, (3, 5), BIASES[2]), (torch.float16, (5, 3), BIASES[1])],
+    ids=["fp32-3x5-euclidean", "fp16-5x3-manhattan"],
+)
+def test_misaligned_pointers(which, dtype, grid, bias):
+    """Every input and the output at an address that is not 16-byte aligned (the kernel's scalar
+    path), or just one of them (a mix: the kernel must not take the vectorized path), batch 2,
+    against the float64 reference; and the aligned call (the vectorized path) agrees with it."""
+    inputs = list(make_inputs(grid, 16, dtype))
+    attrs = attributes("log_n", *bias)
+    expected = reference_attention(*inputs, **attrs)
+    shifted = [misaligned(t) if i in MISALIGNED[which] else t for i, t in enumerate(inputs)]
+    out = misaligned(torch.empty_like(inputs[0])) if "out" in MISALIGNED[which] else None
+    moved = [t for t in shifted + [out] if t is not None and t.data_ptr() % POINTER_ALIGNMENT]
+    assert len(moved) == len(MISALIGNED[which])  # the test really hands over unaligned addresses
+    result = basam_attention(*shifted, **attrs, tile=SMALL_TILE, out=out)
+    if out is not None:
+        assert result.data_ptr() == out.data_ptr()
+    error = relative_error(result, expected)
+    assert error <= TOLERANCE[dtype], f"relative error {error:.2e} > {TOLERANCE[dtype]:.0e}"
+    aligned = basam_attention(*inputs, **attrs, tile=SMALL_TILE)
+    assert inputs[0].data_ptr() % POINTER_ALIGNMENT == 0
+    assert relative_error(aligned, expected) <= TOLERANCE[dtype]
+
+
+@needs_interpreter
+def test_out_must_match_q():
+    inputs = make_inputs((3, 3), 16, torch.float32)
+    with pytest.raises(BasamError, match="out must match q"):
+        basam_attention(*inputs, **attributes("sam"), out=torch.empty(2, 3, 3, 3, 8))
+    with pytest.raises(BasamError, match="out is not contiguous"):
+        out = torch.empty(2, 3, 3, 3, 32)[..., ::2]
+        basam_attention(*inputs, **attributes("sam"), out=out)
+
+
+@needs_interpreter
+def test_terminated_log_n_runs_log_n():
+    """The attributes TensorRT's parser delivers ('log_n\\x00', ints, float32), decoded by the
+    plugin's one decoder, give the kernel log_n's result, far from SAM's scale."""
+    inputs = make_inputs((4, 5), 16, torch.float32)
+    received = dict(
+        scale_mode="log_n\x00",
+        n0=9,
+        patch_size=700,
+        bias_slope=float(torch.tensor(0.4, dtype=torch.float32)),
+        bias_metric="manhattan\x00",
+    )
+    out = basam_attention(*inputs, **decode_attributes(**received))
+    log_n = reference_attention(*inputs, **attributes("log_n", received["bias_slope"]))
+    sam = reference_attention(*inputs, **attributes("sam", received["bias_slope"]))
+    assert relative_error(out, log_n) <= TOLERANCE[torch.float32]
+    assert relative_error(out, sam) > 100 * TOLERANCE[torch.float32]
 
 
 @needs_interpreter
