@@ -10,6 +10,7 @@ from basam_deploy.errors import BasamError
 from basam_deploy.tensorrt.profiles import (
     DECODER,
     ENCODER,
+    MAX_BATCH,
     PromptRange,
     ResolutionProfile,
     ShapeRange,
@@ -71,12 +72,24 @@ def test_parse_errors_are_one_line_with_the_syntax(text):
         ("1x512x512:1x256x512:1x768x768", "height needs min <= opt <= max, got 512, 256, 768"),
         ("2x256x256:1x256x256:4x256x256", "batch needs min <= opt <= max, got 2, 1, 4"),
         ("1x256x768:1x256x512:1x256x768", "width needs min <= opt <= max"),
+        ("1x256x256:1x256x256:65x256x256", "max batch 65 is over the limit of 64 images"),
+        ("1x256x256:1x256x256:99999999999x256x256", "max batch 99999999999 is over the limit"),
+        ("100x256x256:100x256x256:100x256x256", "min batch 100 is over the limit of 64"),
     ],
 )
 def test_validation_names_the_rule_that_fails(text, expected):
     with pytest.raises(BasamError) as info:
         validate_profile(P(text), EXPORT, where="--profile")
     assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_batch_limit_is_documented_and_names_the_fix():
+    validate_profile(P(f"1x256x256:1x256x256:{MAX_BATCH}x256x256"), EXPORT)
+    with pytest.raises(BasamError) as info:
+        validate_profile(P(f"1x256x256:1x256x256:{MAX_BATCH + 1}x256x256"), EXPORT, "--profile")
+    assert f"max batch <= {MAX_BATCH}" in str(info.value)
+    # Every shipped preset stays within it.
+    assert all(p.max[0] <= MAX_BATCH for name in preset_names() for p in load_preset(name))
 
 
 def test_validation_uses_the_exports_range_and_multiple():

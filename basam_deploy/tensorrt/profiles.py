@@ -26,6 +26,12 @@ Shape3 = Tuple[int, int, int]  # batch, height, width
 Triple = Tuple[int, int, int]  # min, opt, max of one dimension
 PRESET_DIR = Path(__file__).resolve().parents[2] / "engines" / "profiles"
 PROFILE_SYNTAX = "BxHxW:BxHxW:BxHxW (min:opt:max, e.g. 1x256x256:1x512x512:4x768x768)"
+# Largest batch a profile may name. TensorRT reserves device memory for every profile's max shape
+# when an execution context is created, and an encoder's activations grow with batch x H x W:
+# ViT-B's unfused attention map at 1024 px alone is 0.8 GB per image (FP32, 12 heads x 4096^2),
+# 51 GB for 64 images, and a GPU is saturated long before (64 x 256 px is 16384 tokens). A larger
+# number is a typo or a set to run in chunks, not a profile.
+MAX_BATCH = 64
 
 
 def _shape3(text: str) -> Optional[Shape3]:
@@ -105,12 +111,18 @@ class SizeRange:
 
 
 def validate_profile(profile: ResolutionProfile, sizes: SizeRange, where: str = "profile") -> None:
-    """One-line BasamError unless: batch >= 1, H and W multiples of the patch and inside the
-    export's size range, and min <= opt <= max in every dimension."""
+    """One-line BasamError unless: 1 <= batch <= ``MAX_BATCH``, H and W multiples of the patch and
+    inside the export's size range, and min <= opt <= max in every dimension."""
     for name, shape in (("min", profile.min), ("opt", profile.opt), ("max", profile.max)):
         batch, height, width = shape
         if batch < 1:
             raise BasamError(f"{where} {profile}: {name} batch {batch} must be >= 1")
+        if batch > MAX_BATCH:
+            raise BasamError(
+                f"{where} {profile}: {name} batch {batch} is over the limit of {MAX_BATCH} images "
+                f"per run (TensorRT reserves memory for the max shape): give a max batch <= "
+                f"{MAX_BATCH} and run larger sets in chunks"
+            )
         for side, value in (("height", height), ("width", width)):
             if value <= 0 or value % sizes.multiple_of:
                 raise BasamError(
