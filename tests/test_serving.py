@@ -432,9 +432,9 @@ def test_bad_request_is_a_one_line_error_and_the_server_stays_up(
         c.infer(name, build(encoded), outputs)
     line = protocol.error_line(info.value.message())
     assert expected in line and "\n" not in line and "Traceback" not in line, line
-    if protocol_name == "http":  # what the client receives is the one line (the HTTP front)
-        raw = info.value.message()
-        assert expected in raw and "\n" not in raw and "File " not in raw, raw
+    # What the client receives is the one line (the HTTP and gRPC fronts).
+    raw = info.value.message()
+    assert expected in raw and "\n" not in raw and "File " not in raw, raw
     # The same server answers the next good request.
     good = decode(c, encoded, point_coords=[[[100.0, 100.0]]], point_labels=[[1]])
     assert good["masks"].shape == (1, 1, 3, *SIZES[0])
@@ -490,6 +490,11 @@ def test_an_http_body_over_the_limit_is_refused(server, encoded):
         f"over this server's limit of {MAX_REQUEST_MB * 2**20} bytes" in json.loads(body)["error"]
     )
     assert "--max-request-mb" in json.loads(body)["error"]
+    c = client(server, "grpc")
+    with pytest.raises(InferenceServerException) as info:
+        encode(c, np.zeros((2400, 2400, 3), np.uint8))  # 17.3 MB
+    assert info.value.status() == "StatusCode.RESOURCE_EXHAUSTED", info.value.message()
+    c.close()
     assert_serving(server, encoded)
 
 

@@ -39,6 +39,7 @@ import numpy as np
 from ..errors import BasamError
 from ..pipeline.transform import ImageTransform
 from ..predictor import Prediction, Predictor
+from .grpc_front import GrpcFront
 from .http_front import HttpFront
 from .protocol import (
     DECODER_MODEL,
@@ -86,8 +87,8 @@ class ServeConfig:
         connections) before it exits anyway.
     max_prompts: prompts (B x P) per decoder request.
     max_response_bytes: the outputs one decoder request may build.
-    max_request_bytes: an HTTP request body (the HTTP front refuses larger ones with 413; gRPC
-        messages are bounded by Triton's own limit).
+    max_request_bytes: an HTTP request body (the HTTP front refuses larger ones with 413) or a
+        gRPC request message (RESOURCE_EXHAUSTED).
     """
 
     host: str = "127.0.0.1"
@@ -473,8 +474,9 @@ class BasamServer:
     ``start()`` returns once both models are ready; ``serve()`` blocks until SIGINT or SIGTERM;
     ``stop()`` (or leaving the ``with`` block) shuts Triton down. Usable in-process (tests).
 
-    Triton's HTTP and metrics endpoints listen on private loopback ports; the configured public
-    ports are ``HttpFront`` proxies in front of them (see ``http_front`` for why). gRPC is Triton's.
+    Triton's HTTP, gRPC and metrics endpoints listen on private loopback ports; the configured
+    public ports are ``HttpFront`` / ``GrpcFront`` proxies in front of them (see ``http_front``
+    and ``grpc_front`` for why).
     """
 
     def __init__(
@@ -495,7 +497,7 @@ class BasamServer:
             max_response_bytes=config.max_response_bytes,
         )
         self._triton = None
-        self._fronts: List[HttpFront] = []
+        self._fronts: list = []  # HttpFront / GrpcFront
 
     @property
     def urls(self) -> Dict[str, str]:
@@ -514,12 +516,12 @@ class BasamServer:
         from pytriton.triton import Triton, TritonConfig
 
         c = self.config
-        private_http, private_metrics = _free_loopback_ports(2)
+        private_http, private_grpc, private_metrics = _free_loopback_ports(3)
         triton_config = TritonConfig(
             http_address=LOOPBACK,
             http_port=private_http,
-            grpc_address=c.host,
-            grpc_port=c.grpc_port,
+            grpc_address=LOOPBACK,
+            grpc_port=private_grpc,
             allow_metrics=bool(c.metrics_port),
             allow_gpu_metrics=False,
             metrics_address=LOOPBACK if c.metrics_port else None,
@@ -559,7 +561,7 @@ class BasamServer:
             )
             with _interpreter_libs_first():
                 self._triton.run()
-            self._start_fronts(private_http, private_metrics)
+            self._start_fronts(private_http, private_grpc, private_metrics)
         except BaseException:
             self.stop()
             raise
@@ -570,9 +572,16 @@ class BasamServer:
                 f"({c.triton_log or 'above'})"
             )
 
-    def _start_fronts(self, private_http: int, private_metrics: int) -> None:
+    def _start_fronts(self, private_http: int, private_grpc: int, private_metrics: int) -> None:
         c = self.config
-        fronts = [
+        fronts: list = [
+            GrpcFront(
+                c.host,
+                c.grpc_port,
+                private_grpc,
+                max_message_bytes=c.max_request_bytes,
+                error_line=error_line,
+            ),
             HttpFront(
                 c.host,
                 c.http_port,
@@ -580,7 +589,7 @@ class BasamServer:
                 name="http",
                 max_body_bytes=c.max_request_bytes,
                 error_line=error_line,
-            )
+            ),
         ]
         if c.metrics_port:
             fronts.append(
