@@ -6,6 +6,8 @@
   its launcher for torch tensors (CUDA, or CPU in Triton's interpreter).
 - ``aot``: ``compile_attention(...)``, ahead-of-time PTX for a ``GPUTarget`` (the TensorRT plugin's
   kernel, ``basam_deploy/tensorrt/plugin.py``).
+- ``ptx``: PTX ISA versions: the one the kernel is compiled for (``DEFAULT_PTX_VERSION``) and the
+  CUDA driver each needs (``minimum_driver_for_ptx``). No Triton import.
 
-Nothing is imported here, so ``launch`` works where Triton is not installed.
+Nothing is imported here, so ``launch`` and ``ptx`` work where Triton is not installed.
 """

@@ -21,8 +21,9 @@ pointers past the end of TensorRT's argument array. A kernel that did read one i
 
 Pointer alignment: Triton's own launcher compiles a variant per call depending on whether each
 pointer is 16-byte aligned; TensorRT launches one embedded kernel with whatever pointers it has, and
-documents no alignment for a plugin's tensors (NvInferRuntime.h promises 256 bytes only for the
-engine's I/O addresses given to ``setTensorAddress``). So the PTX assumes nothing
+documents no alignment for a plugin's tensors (include/NvInferRuntime.h, v10.9.0 .. v11.1, states
+256 bytes only as what ``IExecutionContext::setTensorAddress`` requires of the engine's own I/O
+addresses). So the PTX assumes nothing
 (no ``tt.divisibility`` on any argument: ``CompiledAttention.assumed_alignment`` is 1, read from the
 compiled TTIR); the kernel itself branches at run time to a vectorized copy of its body when the
 pointers happen to be aligned (``attention.py``).

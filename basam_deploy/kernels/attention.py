@@ -8,7 +8,9 @@
 float32, so nothing of size N x N (N = H W) exists anywhere. The scale s, SAM's rel-pos terms at
 each key's row and column (yj = j // W, xj = j % W) and the distance penalty are computed per tile
 from the token indices and the int32 arguments (nh, H, W); the attributes are constexprs. Argument
-layout, tiles and grid come from ``launch.py``.
+layout, tiles and grid come from ``launch.py``. The body is compiled twice into one kernel, for
+16-byte aligned pointers (vectorized) and for any address, and each launch takes the branch its
+pointers allow, so one ahead-of-time PTX serves whatever buffers TensorRT hands it.
 
 Triton: written against the API common to 3.6 and 3.9 (``tl.dot(input_precision=...)``,
 ``tl.exp2``, ``tl.sqrt_rn``, ``tl.constexpr`` globals and string constexprs); no device-side tensor
