@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--tf32", action="store_true", help="allow TF32 in FP32 matmuls")
     build.add_argument("--prompts", default=None, metavar="MIN:OPT:MAX", help="decoder only")
     build.add_argument("--points", default=None, metavar="MIN:OPT:MAX", help="decoder only")
+    build.add_argument(
+        "--ptx-version",
+        default=None,
+        metavar="X.Y",
+        help="plugin graphs: the PTX ISA version of the embedded kernel (sets the oldest CUDA "
+        "driver that runs the engine; default: the kernel compiler's)",
+    )
     build.add_argument("--print-trtexec", action="store_true", help="print the trtexec line")
     build.add_argument("--dry-run", action="store_true", help="print the plan, build nothing")
     build.add_argument(
@@ -135,6 +142,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             tf32=args.tf32,
             prompts=args.prompts,
             points=args.points,
+            ptx_version=args.ptx_version,
         ),
     )
     if args.dry_run or args.print_trtexec:

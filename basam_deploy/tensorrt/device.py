@@ -1,7 +1,15 @@
-"""The GPU an engine is built for or runs on, read through PyTorch's CUDA API."""
+"""The GPU an engine is built for or runs on (PyTorch's CUDA API), and its CUDA driver's version.
 
+``cuda_driver_version()`` asks the CUDA driver API (``cuDriverGetVersion``) through cuda-python's
+bindings (``cuda.bindings.driver``, or the older ``cuda.cuda``; the ``[trt]`` extra installs
+cuda-python), else through PyTorch's private ``torch._C._cuda_getDriverVersion`` (CUDA builds only).
+Both return the driver's version as ``1000 * major + 10 * minor`` (12040 for 12.4). Not run here:
+this project's machines have no GPU; the decoding is tested with stand-ins.
+"""
+
+import importlib
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..errors import BasamError
 
@@ -41,3 +49,42 @@ def current_gpu(device: int = 0) -> Optional[GpuInfo]:
         return None
     major, minor = torch.cuda.get_device_capability(device)
     return GpuInfo(torch.cuda.get_device_name(device), f"{major}.{minor}")
+
+
+def driver_version_tuple(code: int) -> Tuple[int, int]:
+    """``cuDriverGetVersion``'s integer -> (major, minor): 12040 -> (12, 4), 13000 -> (13, 0)."""
+    return int(code) // 1000, (int(code) % 1000) // 10
+
+
+def _cuda_python_driver() -> Optional[int]:
+    for name in ("cuda.bindings.driver", "cuda.cuda"):
+        try:
+            driver = importlib.import_module(name)
+        except ImportError:
+            continue
+        # cuda-python returns (CUresult, version); CUresult 0 is CUDA_SUCCESS
+        error, version = driver.cuDriverGetVersion()
+        return int(version) if int(error) == 0 else None
+    return None
+
+
+def _torch_driver() -> Optional[int]:
+    import torch
+
+    query: Optional[Callable[[], Any]] = getattr(torch._C, "_cuda_getDriverVersion", None)
+    if query is None or not torch.cuda.is_available():
+        return None
+    return int(query())
+
+
+def cuda_driver_version() -> Optional[Tuple[int, int]]:
+    """The installed CUDA driver's (major, minor), or None where neither cuda-python nor a CUDA
+    build of PyTorch can tell (no driver, or a CPU-only machine)."""
+    for query in (_cuda_python_driver, _torch_driver):
+        try:
+            code = query()
+        except (RuntimeError, OSError):  # no driver library, or a driver that refuses to start
+            code = None
+        if code:
+            return driver_version_tuple(code)
+    return None

@@ -4,7 +4,9 @@ An engine is a single file (``encoder.engine``); its manifest is that name plus 
 (``encoder.engine.json``). It records what the engine was built from and for: the source ONNX and
 its sha256 (and the export's model, preset, bias and precision), the engine's own sha256, the
 optimization profiles with every input's min/opt/max, the precision route, the TensorRT version, the
-GPU name and compute capability, the plugins and the builder settings. The runner refuses an engine
+GPU name and compute capability, the plugins (with the PTX ISA version and target of the kernel a
+plugin engine embeds: the oldest CUDA driver that can run it follows from the version) and the
+builder settings. The runner refuses an engine
 whose manifest is missing, whose sha256 differs, or that was built by another TensorRT version or
 for another compute capability, each with one line naming the fix (rebuild).
 """
@@ -17,6 +19,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 from .. import __version__
 from ..artifacts import sha256
 from ..errors import BasamError, BasamWarning
+from ..kernels.ptx import minimum_driver_for_ptx
 from .device import GpuInfo
 from .plan import BuildPlan, engine_manifest_path
 from .profiles import ShapeRange
@@ -33,8 +36,12 @@ def engine_manifest(
     gpu: Optional[GpuInfo],
     build_seconds: Optional[float] = None,
     io: Optional[Mapping[str, object]] = None,
+    plugin_kernels: Sequence[Mapping[str, object]] = (),
 ) -> Dict[str, object]:
-    """The manifest of an engine just built from ``plan`` (``engine_file``: the bytes written)."""
+    """The manifest of an engine just built from ``plan`` (``engine_file``: the bytes written).
+
+    plugin_kernels: ``ptx_version`` / ``ptx_target`` of each plugin kernel the build compiled, as
+    the kernel compiler read them from its PTX (``kernels.aot.CompiledAttention``)."""
     engine_file = Path(engine_file)
     return {
         "tool": TOOL,
@@ -59,7 +66,14 @@ def engine_manifest(
         },
         "tensorrt": {"version": tensorrt_version},
         "gpu": gpu.to_json() if gpu else None,
-        "plugins": [{"module": plan.plugin.module, "ops": [list(op) for op in plan.plugin.ops]}]
+        "plugins": [
+            {
+                "module": plan.plugin.module,
+                "ops": [list(op) for op in plan.plugin.ops],
+                "kernels": _unique(plugin_kernels),
+                "minimum_driver": _minimum_driver(plugin_kernels),
+            }
+        ]
         if plan.plugin.required
         else [],
         "builder": {
@@ -76,6 +90,22 @@ def engine_manifest(
             "outputs": {t.name: {"dtype": t.dtype, "shape": list(t.dims)} for t in plan.outputs},
         },
     }
+
+
+def _unique(kernels: Sequence[Mapping[str, object]]) -> List[Dict[str, object]]:
+    """Each distinct (ptx_version, ptx_target), in order (TensorRT may compile a kernel twice)."""
+    seen: List[Dict[str, object]] = []
+    for kernel in kernels:
+        entry = {"ptx_version": kernel["ptx_version"], "ptx_target": kernel["ptx_target"]}
+        if entry not in seen:
+            seen.append(entry)
+    return seen
+
+
+def _minimum_driver(kernels: Sequence[Mapping[str, object]]) -> Optional[str]:
+    """The oldest CUDA driver that JIT-compiles every embedded kernel ('12.0'); None if none."""
+    needs = [minimum_driver_for_ptx(str(k["ptx_version"])) for k in kernels]
+    return ".".join(map(str, max(needs))) if needs else None
 
 
 def read_engine_manifest(engine: Path) -> Dict[str, object]:
@@ -173,7 +203,14 @@ def describe_manifest(manifest: Mapping[str, object], engine: Path) -> str:
         "plugins    "
         + (
             "; ".join(
-                f"{p['module']} ({', '.join(f'{op} x{n}' for op, n in p['ops'])})"
+                f"{p['module']} ({', '.join(f'{op} x{n}' for op, n in p['ops'])}; kernel "
+                + (
+                    ", ".join(
+                        f"PTX {k['ptx_version']} {k['ptx_target']}" for k in p.get("kernels") or []
+                    )
+                    or "PTX not recorded"
+                )
+                + f"; needs a CUDA driver >= {p.get('minimum_driver') or '?'})"
                 for p in manifest.get("plugins") or []  # type: ignore[union-attr]
             )
             or "none"

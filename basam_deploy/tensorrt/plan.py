@@ -25,8 +25,9 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import onnx
 
-from ..artifacts import read_manifest, sha256
+from ..artifacts import verify_listed_file
 from ..errors import BasamError
+from ..kernels.ptx import DEFAULT_PTX_VERSION, minimum_driver_for_ptx
 from .profiles import (
     DECODER,
     PRESET_DIR,
@@ -62,6 +63,8 @@ class BuildOptions:
     preset: a preset name or JSON path (``--profiles``); neither given: ``ladder``.
     workspace: '4G', '512M', '1024' (MiB) or None (TensorRT's default: the whole GPU).
     prompts / points: the decoder's MIN:OPT:MAX (defaults in ``PromptRange``).
+    ptx_version: the PTX ISA version the plugin kernel is compiled for ('8.0'); it sets the oldest
+        CUDA driver that can run the engine. None: ``kernels.ptx.DEFAULT_PTX_VERSION``.
     """
 
     profiles: Tuple[str, ...] = ()
@@ -75,6 +78,7 @@ class BuildOptions:
     tf32: bool = False
     prompts: Optional[str] = None
     points: Optional[str] = None
+    ptx_version: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,10 @@ class PrecisionPlan:
 class PluginPlan:
     """required: the graph holds BA-SAM plugin nodes and the plugin module is loaded before parsing.
     ops: (op_type, count) of those nodes. min_tensorrt: '10.10' when some node has no
-    ``plugin_namespace`` attribute (the parser then takes its domain as namespace, from 10.10)."""
+    ``plugin_namespace`` attribute (the parser then takes its domain as namespace, from 10.10).
+    ptx_version: the PTX ISA version asked for its ahead-of-time kernel; None: the kernel
+    compiler's default (``kernels.ptx.DEFAULT_PTX_VERSION``). Either is raised to the build GPU's
+    own minimum (``kernels.ptx.ptx_version_for``)."""
 
     mode: str
     required: bool
@@ -129,7 +136,7 @@ class PluginPlan:
     module: Optional[str] = None
     importable: bool = False
     min_tensorrt: Optional[str] = None
-    prefer_aot: bool = False
+    ptx_version: Optional[str] = None
 
     def describe(self) -> str:
         if not self.required:
@@ -138,9 +145,12 @@ class PluginPlan:
         ops = ", ".join(f"{PLUGIN_DOMAIN}::{op} x{n}" for op, n in self.ops)
         found = "importable" if self.importable else "NOT importable: the build will stop"
         extra = f"; needs TensorRT >= {self.min_tensorrt}" if self.min_tensorrt else ""
+        ptx = f"PTX {self.ptx_version or DEFAULT_PTX_VERSION}" + (
+            "" if self.ptx_version else " by default"
+        )
         return (
-            f"load {self.module} ({found}) for {ops}; prefer its ahead-of-time kernel so the engine "
-            f"runs without Python{extra}"
+            f"load {self.module} ({found}) for {ops}; its ahead-of-time kernel ({ptx}) is "
+            f"embedded, so the engine runs without Python{extra}"
         )
 
 
@@ -286,21 +296,7 @@ def module_importable(name: str) -> bool:
 def read_export(onnx_path: Path) -> Tuple[onnx.ModelProto, Dict[str, object], str]:
     """One file of a basam-export folder, checked against its manifest: (graph without external
     weights, the folder's manifest, the file's sha256), or a one-line BasamError."""
-    if not onnx_path.is_file():
-        raise BasamError(f"ONNX file not found: {onnx_path} (export it with basam-export)")
-    manifest = read_manifest(onnx_path.parent)
-    entry = (manifest.get("files") or {}).get(onnx_path.name)
-    if manifest.get("tool") != "basam-export" or not isinstance(entry, Mapping):
-        raise BasamError(
-            f"{onnx_path.parent / 'manifest.json'} does not describe {onnx_path.name}: build a file "
-            f"that basam-export wrote, from its own folder"
-        )
-    digest = sha256(onnx_path)
-    if entry.get("sha256") != digest:
-        raise BasamError(
-            f"{onnx_path.name} differs from the file its manifest describes (sha256 mismatch): "
-            f"export again with basam-export"
-        )
+    manifest, digest = verify_listed_file(onnx_path)  # manifest, sha256 (artifacts.py)
     try:
         model = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
@@ -359,6 +355,18 @@ def _precision(options: BuildOptions, manifest: Mapping[str, object], name: str)
     return PrecisionPlan(onnx=str(precision), route=route, tf32=options.tf32)
 
 
+def _ptx_version(requested: Optional[str]) -> Optional[str]:
+    """The requested PTX ISA version, checked against NVIDIA's driver table (``kernels.ptx``)."""
+    if requested is None:
+        return None
+    if not re.fullmatch(r"\d+\.\d+", requested):
+        raise BasamError(
+            f"--ptx-version {requested!r} is not a PTX ISA version such as 8.0 (major.minor)"
+        )
+    minimum_driver_for_ptx(requested)
+    return requested
+
+
 def _plugin(
     options: BuildOptions, model: onnx.ModelProto, name: str, notes: List[str]
 ) -> PluginPlan:
@@ -366,6 +374,8 @@ def _plugin(
         raise BasamError(f"--plugin {options.plugin!r}: choose auto or off")
     nodes = plugin_nodes(model)
     if not nodes:
+        if options.ptx_version is not None:
+            notes.append(f"--ptx-version is ignored: {name} holds no BA-SAM plugin node")
         return PluginPlan(mode=options.plugin, required=False)
     counts: Dict[str, int] = {}
     for node in nodes:
@@ -391,7 +401,7 @@ def _plugin(
         module=PLUGIN_MODULE,
         importable=module_importable(PLUGIN_MODULE),
         min_tensorrt=min_tensorrt,
-        prefer_aot=True,
+        ptx_version=_ptx_version(options.ptx_version),
     )
 
 

@@ -20,6 +20,9 @@ from ..errors import BasamError
 MIN_VERSION = (10, 9)  # quickly deployable plugins with ahead-of-time kernels (aot_impl)
 TESTED_MAJORS = (10, 11)  # written against 10.9-10.16 and 11.0-11.1 sources
 DOMAIN_NAMESPACE_VERSION = (10, 10)  # the ONNX parser takes a plugin node's domain as its namespace
+# Polygraphy's TensorRT loaders and runner (builder.py, runtime.py): the version in TensorRT v10.9.0's
+# tools/Polygraphy; every parameter we pass exists since 0.49.1 (its CHANGELOG).
+MIN_POLYGRAPHY = (0, 49, 20)
 INSTALL_HINT = (
     "on a machine with an NVIDIA GPU: pip install 'tensorrt>=10.9' (its libraries come from "
     "NVIDIA's package index; see docs/tensorrt.md)"
@@ -83,6 +86,24 @@ def import_tensorrt() -> ModuleType:
     return trt
 
 
+def import_polygraphy_trt() -> ModuleType:
+    """``polygraphy.backend.trt`` (Polygraphy's TensorRT loaders and runner), or a one-line
+    BasamError. Importing it does not import TensorRT: its loaders do, lazily, when called."""
+    need = ".".join(map(str, MIN_POLYGRAPHY))
+    try:
+        polygraphy = importlib.import_module("polygraphy")
+    except ImportError:
+        raise BasamError(
+            f"Polygraphy is not installed: pip install 'polygraphy>={need}' (part of "
+            f"basam-deploy[trt])"
+        ) from None
+    if not version_at_least(getattr(polygraphy, "__version__", "0"), MIN_POLYGRAPHY):
+        raise BasamError(
+            f"Polygraphy {polygraphy.__version__} is too old: pip install 'polygraphy>={need}'"
+        )
+    return importlib.import_module("polygraphy.backend.trt")
+
+
 def tensorrt_available() -> bool:
     """True when ``import_tensorrt()`` would succeed (imports it once to find out)."""
     if importlib.util.find_spec("tensorrt") is None:
@@ -109,12 +130,14 @@ class Capabilities:
     """What the imported TensorRT offers, each gate looked up by name.
 
     strongly_typed_flag: NetworkDefinitionCreationFlag.STRONGLY_TYPED (10.x; 11.x keeps a deprecated,
-        ignored member, since every 11.x network is strongly typed).
+        ignored member, since every 11.x network is strongly typed: include/NvInfer.h at v11.1).
     always_strongly_typed: 11.x and later (weak typing removed).
     fp16_flag: BuilderFlag.FP16, the weakly typed FP16 route (10.x only).
     tf32_flag: BuilderFlag.TF32 (both lines; on by default, cleared for an exact FP32 route).
-    prefer_aot_flag: NetworkDefinitionCreationFlag.PREFER_AOT_PYTHON_PLUGINS (10.9+), so that a
-        Python plugin with an ahead-of-time kernel is embedded and the engine runs without Python.
+    device_memory_attribute: the ``ICudaEngine`` property holding its activation memory:
+        ``device_memory_size_v2`` where the bindings have it (10.1 and later;
+        python/src/infer/pyCore.cpp at v10.9.0 has both, at v11.0 and v11.1 only ``_v2``),
+        else ``device_memory_size``.
     """
 
     version: str
@@ -123,10 +146,10 @@ class Capabilities:
     always_strongly_typed: bool
     fp16_flag: Optional[Any]
     tf32_flag: Optional[Any]
-    prefer_aot_flag: Optional[Any]
     progress_monitor: bool
     engine_inspector: bool
     domain_as_plugin_namespace: bool
+    device_memory_attribute: str
 
     @classmethod
     def of(cls, trt: Any) -> "Capabilities":
@@ -134,6 +157,7 @@ class Capabilities:
         major = (version_tuple(version) or (0,))[0]
         creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
         builder_flag = getattr(trt, "BuilderFlag", None)
+        engine_class = getattr(trt, "ICudaEngine", None)
         return cls(
             version=version,
             major=major,
@@ -141,35 +165,41 @@ class Capabilities:
             always_strongly_typed=major >= 11,
             fp16_flag=None if major >= 11 else _member(builder_flag, "FP16"),
             tf32_flag=_member(builder_flag, "TF32"),
-            prefer_aot_flag=_member(creation, "PREFER_AOT_PYTHON_PLUGINS"),
             progress_monitor=hasattr(trt, "IProgressMonitor"),
             engine_inspector=hasattr(trt, "LayerInformationFormat"),
             domain_as_plugin_namespace=version_at_least(version, DOMAIN_NAMESPACE_VERSION),
+            device_memory_attribute="device_memory_size_v2"
+            if hasattr(engine_class, "device_memory_size_v2")
+            else "device_memory_size",
         )
 
     @property
     def tested(self) -> bool:
         return self.major in TESTED_MAJORS
 
-    def network_flags(self, strongly_typed: bool, prefer_aot_plugins: bool) -> int:
-        """The ``create_network`` flag bits: each flag's bit is ``1 << int(member)``.
+    def strongly_typed_network(self, strongly_typed: bool) -> bool:
+        """The ``strongly_typed`` argument for Polygraphy's network loader.
 
-        11.x: 0 for strongly typed (always on; its deprecated flag is ignored). 10.x: the
-        STRONGLY_TYPED bit, or 0 for the weakly typed route. PREFER_AOT_PYTHON_PLUGINS where asked.
+        Polygraphy sets the STRONGLY_TYPED creation bit by the member's value
+        (polygraphy/backend/trt/loader.py, ``CreateNetwork``). 10.x: True for the strongly typed
+        route (the member must exist), False for weak typing. 11.x: False, since every network is
+        strongly typed and the member is deprecated and ignored; weak typing is refused.
         """
-        flags = 0
-        if strongly_typed and not self.always_strongly_typed:
-            if self.strongly_typed_flag is None:
+        if self.always_strongly_typed:
+            if not strongly_typed:
                 raise BasamError(
-                    f"TensorRT {self.version} has no NetworkDefinitionCreationFlag.STRONGLY_TYPED: "
-                    f"install TensorRT >= 10.9"
+                    f"TensorRT {self.version} builds strongly typed networks only (weak typing was "
+                    f"removed in 11.0): drop --weakly-typed-fp16 and build an FP16 export instead"
                 )
-            flags |= 1 << int(self.strongly_typed_flag)
-        if not strongly_typed and self.always_strongly_typed:
+            return False
+        if strongly_typed and self.strongly_typed_flag is None:
             raise BasamError(
-                f"TensorRT {self.version} builds strongly typed networks only (weak typing was "
-                f"removed in 11.0): drop --weakly-typed-fp16 and build an FP16 export instead"
+                f"TensorRT {self.version} has no NetworkDefinitionCreationFlag.STRONGLY_TYPED: "
+                f"install TensorRT >= 10.9"
             )
-        if prefer_aot_plugins and self.prefer_aot_flag is not None:
-            flags |= 1 << int(self.prefer_aot_flag)
-        return flags
+        return strongly_typed
+
+    def device_memory_bytes(self, engine: Any) -> int:
+        """An engine's activation memory, read from the property this TensorRT has (11.x removed
+        ``device_memory_size``; a 0 from ``_v2`` is a real size, not a reason to fall back)."""
+        return int(getattr(engine, self.device_memory_attribute))
