@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from basam_deploy import build_sam
+from basam_deploy.compare import check_engines, profile_cases
 from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.tensorrt.bench import bench_engine
 from basam_deploy.tensorrt.builder import build_engine
-from basam_deploy.tensorrt.engine_parity import check_engine_parity, profile_sizes
 from basam_deploy.tensorrt.manifest import read_engine_manifest
 from basam_deploy.tensorrt.plan import BuildOptions, make_plan
 
@@ -47,15 +47,15 @@ def run(model: str, precision: str, args) -> list:
     for graph in ("encoder", "decoder"):
         build_engine(make_plan(folder / f"{graph}.onnx", options))
     encoder, decoder = folder / "encoder.engine", folder / "decoder.engine"
-    reports = check_engine_parity(
-        sam,
+    reports = check_engines(
         folder,
         encoder,
         decoder,
-        with_onnxruntime=not args.no_onnxruntime,
-        torch_on_gpu=model != "tiny",
+        sam=sam,
+        onnxruntime=not args.no_onnxruntime,
+        torch_device="cpu" if model == "tiny" else "cuda",
     )
-    sizes = sorted({(h, w) for _, h, w in profile_sizes(read_engine_manifest(encoder))})
+    sizes = sorted({(c.height, c.width) for c in profile_cases(read_engine_manifest(encoder))})
     bench = {r.size: r for r in bench_engine(encoder, sizes, iterations=args.iterations)}
     rows = []
     for size, b in bench.items():

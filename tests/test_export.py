@@ -14,8 +14,7 @@ from basam_deploy.export import onnx_export
 from basam_deploy.export.graphs import DecoderGraph, EncoderGraph
 from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.export.op_check import unsupported_nodes
-from basam_deploy.export.parity_check import point_prompts
-from basam_deploy.parity import output_stats
+from basam_deploy.parity import output_stats, point_prompts
 from basam_deploy.runners import OnnxRuntimeRunner, TorchRunner
 
 PRESETS = {
@@ -121,11 +120,10 @@ def test_graph_has_no_size_baked_in_and_exports_deterministically(tmp_path):
 
 
 def test_parity_failure_keeps_files_marked_failed(tmp_path, monkeypatch):
-    from basam_deploy import parity
+    from basam_deploy.parity import Tolerance, stats
 
-    impossible = parity.Tolerance(max_relative_error=0.0)
-    monkeypatch.setattr(parity, "FP32_TOLERANCE", impossible)
-    monkeypatch.setattr("basam_deploy.export.parity_check.FP32_TOLERANCE", impossible)
+    impossible = Tolerance(max_relative_error=0.0)
+    monkeypatch.setattr(stats, "FP32_TOLERANCE", impossible)
     sam = randomize_(build_sam("tiny", "sam"), seed=4)
     options = ExportOptions(max_size=512, check_sizes=[(256, 320)])
     result = export_onnx(sam, tmp_path / "out", options, progress=quiet)

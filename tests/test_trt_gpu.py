@@ -58,19 +58,21 @@ def engines(tmp_path_factory):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engine_parity_with_pytorch_and_onnxruntime_at_every_profile_size(engines, precision):
-    from basam_deploy.tensorrt.engine_parity import check_engine_parity
+    from basam_deploy.compare import check_engines
 
     folder = engines[precision]
-    reports = check_engine_parity(
-        engines["sam"],
+    reports = check_engines(
         folder,
         folder / "encoder.engine",
         folder / "decoder.engine",
+        sam=engines["sam"],
         progress=lambda s: None,
     )
+    assert set(reports) == {"pytorch", "onnxruntime"}
     for report in reports.values():
         assert report.passed, report.table()
         assert {row.size for row in report.rows} == {"256x256", "320x320", "512x512"}
+        assert {row.graph for row in report.rows} == {"encoder", "enc+dec"}
 
 
 def test_runner_switches_profiles_and_refuses_sizes_outside_them(engines):

@@ -18,6 +18,7 @@ from ..export.onnx_export import (
     ExportOptions,
     export_onnx,
 )
+from ..runners.providers import DEFAULT_PROVIDERS, PROVIDERS, resolve_providers
 from ..weights import DEFAULT as DEFAULT_CHECKPOINT
 from ..weights import resolve_checkpoint
 from . import ArgumentParser, parse_size, run
@@ -72,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HxW",
         help="parity size, repeatable (default: a ladder inside the size range)",
     )
+    parser.add_argument(
+        "--provider",
+        action="append",
+        default=None,
+        choices=list(PROVIDERS),
+        help="onnxruntime execution provider for the parity check, repeatable in priority order "
+        "(default cpu; cuda and tensorrt need onnxruntime-gpu: basam-deploy[gpu])",
+    )
     return parser
 
 
@@ -85,7 +94,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         opset=args.opset,
         check=args.check,
         check_sizes=[parse_size(s) for s in args.check_size] if args.check_size else None,
+        check_providers=tuple(args.provider or DEFAULT_PROVIDERS),
     )
+    if args.provider and not args.check:
+        raise BasamError("--provider applies to the parity check: drop it, or drop --no-check")
+    if args.check:  # an unavailable provider is refused before the export, not after it
+        resolve_providers(options.check_providers)
     import torch
 
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import BasamError
-from . import ArgumentParser, parse_size, run
+from . import ArgumentParser, parse_size, run, trt_compare
 
 PROG = "basam-trt"
 
@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     triton.add_argument("--cpu", action="store_true", help="ONNX only: KIND_CPU instances")
     triton.add_argument("--force", action="store_true", help="replace an earlier repository")
     triton.add_argument("--dry-run", action="store_true", help="print the plan and the configs")
+    trt_compare.add_parser(commands)
     return parser
 
 
@@ -166,9 +167,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def check_built_engine(plan) -> None:
     """Parity of a freshly built engine (and its sibling, once both exist) with PyTorch and
-    onnxruntime at every profile's min, opt and max; raises a one-line BasamError on failure."""
+    onnxruntime at every profile's min, opt and max (``compare.check_engines``); raises a one-line
+    BasamError on failure. PyTorch is left out, with a line saying why, when the export's
+    checkpoint cannot be found."""
     from ..artifacts import read_manifest
-    from ..tensorrt.engine_parity import check_engine_parity, sam_from_export
+    from ..compare import check_engines, sam_from_export
 
     folder = plan.onnx.parent
     encoder = plan.output if plan.graph == "encoder" else plan.output.with_name("encoder.engine")
@@ -176,12 +179,12 @@ def check_built_engine(plan) -> None:
     if not encoder.is_file():
         print(f"parity skipped: build the encoder engine ({encoder.name}) to check the decoder")
         return
-    reports = check_engine_parity(
-        sam_from_export(read_manifest(folder)),
-        folder,
-        encoder,
-        decoder if decoder.is_file() else None,
-    )
+    try:
+        sam = sam_from_export(read_manifest(folder))
+    except BasamError as exc:
+        print(f"parity with PyTorch skipped: {exc}")
+        sam = None
+    reports = check_engines(folder, encoder, decoder if decoder.is_file() else None, sam=sam)
     for report in reports.values():
         print(report.table())
     if not all(report.passed for report in reports.values()):
@@ -275,6 +278,7 @@ COMMANDS = {
     "run": cmd_run,
     "bench": cmd_bench,
     "triton-repo": cmd_triton_repo,
+    "compare": trt_compare.cmd_compare,
 }
 
 

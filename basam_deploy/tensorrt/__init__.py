@@ -11,8 +11,8 @@ manifests) work on machines without TensorRT or a GPU.
 - ``builder``: ``build_engine(plan)``, the thin layer over TensorRT's builder.
 - ``manifest``: the ``ENGINE.json`` written beside each engine, and its checks.
 - ``runtime``: ``TensorRTRunner``, an engine behind the runners' interface.
-- ``inspect``, ``bench``, ``engine_parity``: what ``basam-trt inspect`` / ``bench`` and the GPU
-  parity check run.
+- ``inspect``, ``bench``: what ``basam-trt inspect`` / ``bench`` run. Engine parity lives above
+  this layer, in ``basam_deploy.compare``.
 """
 
 from .plan import BuildOptions, BuildPlan, make_plan

@@ -1,0 +1,73 @@
+"""``basam-trt compare A B``: any two of a checkpoint, an ONNX export and engines, in one table."""
+
+import argparse
+from pathlib import Path
+
+from .. import MODEL_CONFIGS, PRESETS
+from ..runners.providers import PROVIDERS
+from . import parse_size
+
+DESCRIPTION = (
+    "Compare B with A (the reference) on the same random images and point/box prompts: the "
+    "encoder, then the decoder on each side's own embeddings. A and B: 'default' (the embedded "
+    "weights of --model/--preset, in PyTorch), a checkpoint file, an export folder (basam-export) "
+    "or its encoder.onnx, an engine folder or encoder engine file (basam-trt build). Exit code 0 "
+    "when every row is within tolerance (FP32: relative error <= 1e-4; FP16 on either side: "
+    "cosine >= 0.999; masks: IoU >= 0.98), 1 when one is not, 2 for a usage error."
+)
+
+
+def add_parser(commands) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="parity of any two of a checkpoint, an export, engines",
+        description=DESCRIPTION,
+    )
+    compare.add_argument("a", metavar="A")
+    compare.add_argument("b", metavar="B")
+    compare.add_argument("--size", nargs="+", required=True, metavar="HxW", help="e.g. 256x320")
+    compare.add_argument("--batch", type=int, default=1, metavar="N", help="images per size")
+    compare.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the rows")
+    compare.add_argument(
+        "--provider",
+        action="append",
+        default=None,
+        choices=list(PROVIDERS),
+        help="onnxruntime execution provider for ONNX sides, repeatable in priority order "
+        "(default cpu; cuda and tensorrt need onnxruntime-gpu: basam-deploy[gpu])",
+    )
+    compare.add_argument(
+        "--model",
+        default=None,
+        choices=list(MODEL_CONFIGS),
+        help="for 'default' and checkpoint sides (default: the other side's export, else tiny)",
+    )
+    compare.add_argument(
+        "--preset",
+        default=None,
+        choices=list(PRESETS),
+        help="as --model (default: the other side's export, else basam)",
+    )
+    compare.add_argument(
+        "--torch-device", default="cpu", metavar="DEVICE", help="PyTorch sides: cpu or cuda"
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..compare import compare_sources
+
+    report = compare_sources(
+        args.a,
+        args.b,
+        [parse_size(s) for s in args.size],
+        args.batch,
+        model=args.model,
+        preset=args.preset,
+        providers=tuple(args.provider or ("cpu",)),
+        torch_device=args.torch_device,
+    )
+    print(report.table())
+    if args.json:
+        report.write_json(args.json)
+        print(f"wrote {args.json}")
+    return 0 if report.passed else 1

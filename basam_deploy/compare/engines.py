@@ -1,0 +1,105 @@
+"""TensorRT engines as a side of a comparison, and their parity at every profile's min/opt/max.
+
+``check_engines`` compares the encoder engine (and the decoder engine, chained on its own
+embeddings) with PyTorch and with onnxruntime on the ONNX files it was built from, at each
+profile's min, opt and max (batch, H, W), through the one loop (``parity.compare_sides``). What
+``basam-trt build --check`` and ``basam-trt selftest`` run. Needs TensorRT and a GPU to run;
+``profile_cases``, ``engine_precision`` and the sides' construction are plain Python.
+"""
+
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+from ..export.parity_check import onnxruntime_side, torch_side
+from ..parity import Case, ParityReport, Side, compare_sides
+from ..runners.providers import DEFAULT_PROVIDERS
+from ..tensorrt.manifest import read_engine_manifest
+from ..tensorrt.runtime import TensorRTRunner
+
+
+def _profile_corners(manifest: Mapping[str, object]) -> List[List[Case]]:
+    """Per profile, its min, opt and max as Cases (without repeats inside a profile)."""
+    profiles = []
+    for profile in manifest["profiles"]:  # type: ignore[union-attr]
+        corners: List[Case] = []
+        for key in ("min", "opt", "max"):
+            case = Case(*(int(v) for v in profile["resolution"][key]))
+            if case not in corners:
+                corners.append(case)
+        profiles.append(corners)
+    return profiles
+
+
+def profile_cases(manifest: Mapping[str, object], interleave: bool = False) -> List[Case]:
+    """Every profile's min, opt and max, without repeats: in profile order, or with
+    ``interleave`` taking one corner of each profile in turn (p0 min, p1 min, p0 opt, ...), so
+    that one execution context switches profiles at every step."""
+    corners = _profile_corners(manifest)
+    if interleave:
+        rounds = max(len(c) for c in corners)
+        ordered = [c[i] for i in range(rounds) for c in corners if i < len(c)]
+    else:
+        ordered = [case for c in corners for case in c]
+    cases: List[Case] = []
+    for case in ordered:
+        if case not in cases:
+            cases.append(case)
+    return cases
+
+
+def engine_precision(manifest: Mapping[str, object]) -> str:
+    """``fp32`` for an FP32 graph built strongly typed; ``fp16`` for either FP16 route."""
+    precision = manifest["precision"]  # type: ignore[index]
+    fp32 = precision["onnx"] == "fp32" and precision["route"] == "strongly-typed"
+    return "fp32" if fp32 else "fp16"
+
+
+def engine_side(encoder_engine: Path, decoder_engine: Optional[Path] = None) -> Side:
+    """The engines as a Side; its label names the precision route from the encoder's manifest."""
+    manifest = read_engine_manifest(encoder_engine)
+    precision = manifest["precision"]  # type: ignore[index]
+    label = f"tensorrt ({precision['onnx']}, {precision['route']})"
+    return Side(
+        label,
+        TensorRTRunner(encoder_engine),
+        TensorRTRunner(decoder_engine) if decoder_engine else None,
+        engine_precision(manifest),
+    )
+
+
+def check_engines(
+    export_folder: Path,
+    encoder_engine: Path,
+    decoder_engine: Optional[Path] = None,
+    *,
+    sam=None,
+    cases: Optional[Sequence[Case]] = None,
+    onnxruntime: bool = True,
+    providers: Sequence[str] = DEFAULT_PROVIDERS,
+    torch_device: str = "cpu",
+    progress: Callable[[str], None] = print,
+    seed: int = 0,
+) -> Dict[str, ParityReport]:
+    """{'pytorch': report, 'onnxruntime': report} of the engines against both references.
+
+    sam: the PyTorch model (``model.sam_from_export``); None leaves PyTorch out, as
+    ``onnxruntime=False`` leaves onnxruntime out (at least one must stay).
+    cases: default every profile's min, opt and max, interleaved (``profile_cases``).
+    Both comparisons use ``seed``: the same images and prompts.
+    """
+    manifest = read_engine_manifest(encoder_engine)
+    engines = engine_side(encoder_engine, decoder_engine)
+    cases = list(cases or profile_cases(manifest, interleave=True))
+    export_precision = str(manifest["precision"]["onnx"])  # type: ignore[index]
+    references = {}
+    if sam is not None:
+        references["pytorch"] = torch_side(sam, torch_device)
+    if onnxruntime:
+        references["onnxruntime"] = onnxruntime_side(export_folder, export_precision, providers)
+    if not references:
+        raise ValueError("check_engines needs a reference: give sam, or keep onnxruntime")
+    reports = {}
+    for key, reference in references.items():
+        progress(f"  {engines.label} vs {reference.label}")
+        (reports[key],) = compare_sides(reference, [engines], cases, seed=seed, progress=progress)
+    return reports
