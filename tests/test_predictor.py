@@ -382,11 +382,13 @@ def _decoder_feed(sam, grid, seed=0):
 
 
 @pytest.mark.parametrize("grid", [(16, 16), (19, 33), (40, 24)], ids=lambda g: f"{g[0]}x{g[1]}")
-def test_padding_points_are_inert_in_pytorch_and_in_the_exported_decoder(sam, decoders, grid):
+def test_padding_and_unflagged_masks_are_inert_in_pytorch_and_the_exported_decoder(
+    sam, decoders, grid
+):
     """A padding point (label -1) holding NaN, +-inf or +-1e30 gives the outputs a (0, 0) padding
-    point gives, in PyTorch and in decoder.onnx (onnxruntime), at three grids (256x256, 304x528,
-    640x384 inputs), 3 prompts. Tolerance: 1e-6 max abs (observed: 0, the same values are
-    selected)."""
+    point gives, and a NaN mask_input with has_mask_input 0 what any other gives, in PyTorch and in
+    decoder.onnx (onnxruntime), at three grids (256x256, 304x528, 640x384 inputs), 3 prompts.
+    Tolerance: 1e-6 max abs (observed: 0, the same values are selected)."""
     feed, padding = _decoder_feed(sam, grid)
     for name, decoder in decoders.items():
         reference = decoder.infer(feed)
@@ -398,6 +400,13 @@ def test_padding_points_are_inert_in_pytorch_and_in_the_exported_decoder(sam, de
             for key in DECODER_OUTPUTS:
                 error = float(np.abs(out[key] - reference[key]).max())
                 assert error <= 1e-6, f"{name} {key}, padding {value}: max abs error {error}"
+        # A mask input flagged 0 (prompts 0 and 2) is not read either.
+        masks = feed["mask_input"].copy()
+        masks[[0, 2]] = np.nan
+        out = decoder.infer({**feed, "mask_input": masks})
+        for key in DECODER_OUTPUTS:
+            error = float(np.abs(out[key] - reference[key]).max())
+            assert error <= 1e-6, f"{name} {key}, unflagged NaN mask_input: max abs error {error}"
 
 
 def test_predictor_ignores_what_padding_points_hold(sam, onnx_folder, image):

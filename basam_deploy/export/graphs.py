@@ -68,13 +68,9 @@ class DecoderGraph(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         grid_h, grid_w = image_embeddings.shape[-2], image_embeddings.shape[-1]
         input_hw = (grid_h * self.patch_size, grid_w * self.patch_size)
-        # Padding points are inert whatever their coordinates (BasamPromptEncoder.embed_points).
+        # Padding points, and mask inputs flagged 0, are inert whatever they hold.
         sparse = self.prompt_encoder.embed_points(point_coords, point_labels, input_hw)
-        has_mask = has_mask_input.reshape(-1, 1, 1, 1)  # P -> P 1 1 1
-        no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        dense = (
-            has_mask * self.prompt_encoder.mask_downscaling(mask_input) + (1 - has_mask) * no_mask
-        )
+        dense = self.prompt_encoder.embed_masks(mask_input, has_mask_input)
         image_pe = self.prompt_encoder.pe_layer((grid_h, grid_w)).unsqueeze(0)  # 1 C h w
         return self.mask_decoder.predict_masks(
             image_embeddings=image_embeddings,

@@ -47,6 +47,18 @@ class BasamPromptEncoder(PromptEncoder):
             pe = pe + point_embedding.weight * (labels == i)
         return torch.where(labels == -1, self.not_a_point_embed.weight, pe)
 
+    def embed_masks(self, mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> torch.Tensor:
+        """P 1 4h 4w mask logits, P flags -> P embed_dim h w dense embeddings (traceable).
+
+        segment-anything's ONNX decoder blends ``has * mask_embedding + (1 - has) * no_mask``; a
+        flag of 0 must leave ``mask_input`` unread, whatever it holds (NaN * 0 is NaN), so those
+        prompts take ``no_mask_embed`` through ``where``. Other flags keep the blend.
+        """
+        has_mask = has_mask_input.reshape(-1, 1, 1, 1)  # P -> P 1 1 1
+        no_mask = self.no_mask_embed.weight.reshape(1, -1, 1, 1)  # 1 C 1 1
+        blend = has_mask * self.mask_downscaling(mask_input) + (1 - has_mask) * no_mask
+        return torch.where(has_mask == 0, no_mask, blend)
+
     def _to_built_frame(self, coords: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:
         """Map pixel coords (..., 2) as x, y of an H x W input to the frame the parent was built for.
 
