@@ -6,7 +6,8 @@
    Any error over its tolerance stops the script (exit 1) before anything is timed.
 2. PTX check: the ahead-of-time PTX that TensorRT's plugin embeds (``kernels/aot.py``), loaded
    and launched through the CUDA driver the way TensorRT launches it (inputs, int32 scalars,
-   output; grid, block and shared memory from ``launch.py``), compared with the launcher's output.
+   output; grid, block and shared memory from ``launch.py``), compared with the launcher's output,
+   with aligned pointers and with every pointer one element into its buffer (not 16-byte aligned).
 3. Benchmark: the kernel against ``F.scaled_dot_product_attention`` with the rel-pos terms and the
    distance penalty materialized as a float mask of B x nh x N x N, for token grids of 64 x 64,
    128 x 128 and 256 x 256 (1024, 2048 and 4096 px at patch 16), FP16, 12 heads, head dim 64,
@@ -222,8 +223,20 @@ class PtxKernel:
         self._call("cuModuleUnload", self.module)
 
 
-def aot_launcher(inputs, attrs):
-    """A function running the AOT PTX on ``inputs`` (q, k, v, rel_h, rel_w) into a new output."""
+def shifted(tensor, offset):
+    """A copy of ``tensor`` starting ``offset`` elements into a larger buffer (0: ``tensor``);
+    offset 1 gives an address that is not 16-byte aligned."""
+    if offset == 0:
+        return tensor
+    buffer = torch.empty(tensor.numel() + offset, dtype=tensor.dtype, device=tensor.device)
+    view = buffer[offset:].view(tensor.shape)
+    view.copy_(tensor)
+    return view
+
+
+def aot_launcher(inputs, attrs, offset=0):
+    """A function running the AOT PTX on ``inputs`` (q, k, v, rel_h, rel_w) into a new output;
+    every pointer ``offset`` elements into its buffer (1: none 16-byte aligned)."""
     from basam_deploy.kernels import launch
     from basam_deploy.kernels.aot import compile_attention
 
@@ -232,9 +245,10 @@ def aot_launcher(inputs, attrs):
     ptx_kernel = PtxKernel(compiled.ptx, compiled.name)
     grid = launch.grid(q.shape, compiled.tile)
     scalars = launch.scalar_args(q.shape)
+    inputs = [shifted(t, offset) for t in inputs]
 
     def run():
-        out = torch.empty_like(q)
+        out = shifted(torch.empty_like(q), offset)
         ptx_kernel.launch(grid, compiled.threads, compiled.shared, [*inputs, *scalars, out])
         return out
 
@@ -247,32 +261,41 @@ def run_ptx_check(device) -> List[Dict[str, object]]:
     from basam_deploy.kernels.attention import basam_attention
 
     results = []
-    for dtype_name in ("float16", "float32"):
-        for height, width, mode, slope, metric in CHECK_CASES[1:4]:
-            attrs = attributes(mode, slope, metric)
-            inputs = make_inputs(2, 3, (height, width), 64, getattr(torch, dtype_name), device)
-            run, compiled, ptx_kernel = aot_launcher(inputs, attrs)
-            out = run()
-            torch.cuda.synchronize()
-            ptx_kernel.close()
-            error = relative_error(out, basam_attention(*inputs, **attrs))
-            params = len(entry_params(compiled.ptx, compiled.name))
-            ok = error <= 1e-6 and params == 9
-            results.append(
-                dict(
-                    dtype=dtype_name,
-                    grid=[height, width],
-                    scale_mode=mode,
-                    params=params,
-                    shared=compiled.shared,
-                    error=error,
-                    ok=ok,
-                )
+    cases = [
+        (dtype_name, case, offset)
+        for dtype_name in ("float16", "float32")
+        for case in CHECK_CASES[1:4]
+        for offset in (0, 1)  # aligned pointers, then none 16-byte aligned
+    ]
+    for dtype_name, (height, width, mode, slope, metric), offset in cases:
+        attrs = attributes(mode, slope, metric)
+        inputs = make_inputs(2, 3, (height, width), 64, getattr(torch, dtype_name), device)
+        run, compiled, ptx_kernel = aot_launcher(inputs, attrs, offset)
+        out = run()
+        torch.cuda.synchronize()
+        ptx_kernel.close()
+        error = relative_error(out, basam_attention(*inputs, **attrs))
+        params = len(entry_params(compiled.ptx, compiled.name))
+        ok = error <= 1e-6 and params == 9
+        results.append(
+            dict(
+                dtype=dtype_name,
+                grid=[height, width],
+                scale_mode=mode,
+                pointer_offset=offset,
+                ptx_version=compiled.ptx_version,
+                ptx_target=compiled.ptx_target,
+                params=params,
+                shared=compiled.shared,
+                error=error,
+                ok=ok,
             )
-            print(
-                f"ptx   {dtype_name:<8} {height:>3}x{width:<3} {mode:<8} {params} params, "
-                f"{compiled.shared} B shared, vs launcher {error:.1e} {'ok' if ok else 'FAILED'}"
-            )
+        )
+        print(
+            f"ptx   {dtype_name:<8} {height:>3}x{width:<3} {mode:<8} offset {offset} "
+            f"PTX {compiled.ptx_version} {compiled.ptx_target} {params} params, "
+            f"{compiled.shared} B shared, vs launcher {error:.1e} {'ok' if ok else 'FAILED'}"
+        )
     return results
 
 
