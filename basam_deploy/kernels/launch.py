@@ -170,12 +170,15 @@ def _decode_string(name: str, value: Any) -> str:
 
     TensorRT's ONNX parser copies a STRING attribute into its PluginField with a trailing NUL
     counted in the length (onnx-tensorrt onnxOpImporters.cpp, ``copyField`` for std::string:
-    "Append \\0 as end of C style string", used by ``loadFields``; read at release/10.1-GA and in
-    the stored 10.x source, unchanged), the Python binding hands the whole buffer over as an int8
-    array (python/src/infer/pyPlugin.cpp, ``PluginField.data`` for kCHAR), and ``tensorrt.plugin``
-    decodes it raw (python/packaging/bindings_wheel/tensorrt/plugin/_lib.py, ``create_plugin``:
-    ``f.data.tobytes().decode("utf-8")``, identical in v10.9.0 .. v11.1). So 'sam' arrives as
-    'sam\\x00'. Only trailing NULs are a terminator; one inside the text is an error.
+    "Append \\0 as end of C style string", used by ``loadFields``; read at release/10.1-GA and at
+    a later revision, 0137504e, that already creates quickly deployable plugins; the exact commits
+    TensorRT v10.9.0 .. v11.1 pin as parsers/onnx were not retrievable), the Python binding hands
+    the whole buffer over as an int8 array (NVIDIA/TensorRT python/src/infer/pyPlugin.cpp,
+    ``PluginField.data`` for kCHAR, v10.9.0 .. v11.1), and ``tensorrt.plugin`` decodes it raw
+    (python/packaging/bindings_wheel/tensorrt/plugin/_lib.py, ``create_plugin``:
+    ``f.data.tobytes().decode("utf-8")``, the same at v10.9.0 .. v11.1 and in the 10.9.0, 10.16.1
+    and 11.4.0 wheels). So 'sam' arrives as 'sam\\x00'. Only trailing NULs are a terminator; one
+    inside the text is an error.
     """
     if hasattr(value, "tobytes") and not isinstance(value, (bytes, bytearray)):
         value = value.tobytes()  # a numpy array: the raw PluginField buffer
@@ -205,8 +208,9 @@ def _scalar(name: str, value: Any) -> Any:
 
 def _decode_int(name: str, value: Any) -> int:
     """An INT attribute: the parser makes it one int32 (``attrs.get<int32_t>``, kINT32) and
-    ``tensorrt.plugin`` passes ``int(f.data)``, a Python int; a 1-element array or numpy integer
-    (other callers of the creator) is accepted too. Bools and fractions are refused."""
+    ``tensorrt.plugin`` passes ``int(f.data)`` (10.9 .. 11.1) or ``int(f.data[0])`` (11.4), a
+    Python int; a 1-element array or numpy integer (other callers of the creator) is accepted too.
+    Bools and fractions are refused."""
     value = _scalar(name, value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
