@@ -30,16 +30,15 @@ from basam_deploy.errors import BasamError, BasamWarning
 from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.export.precision import to_mixed_fp16
 from basam_deploy.kernels.ptx import DEFAULT_PTX_VERSION
-from basam_deploy.tensorrt import builder
+from basam_deploy.tensorrt import builder, runtime
 from basam_deploy.tensorrt.bench import synthetic_shapes
 from basam_deploy.tensorrt.builder import (
     ImportPluginModule,
     build_engine,
     build_loaders,
-    check_driver,
     plugin_ptx_version,
 )
-from basam_deploy.tensorrt.device import GpuInfo
+from basam_deploy.tensorrt.device import GpuInfo, check_driver
 from basam_deploy.tensorrt.inspect import inspect_engine, summarize_layers
 from basam_deploy.tensorrt.manifest import (
     check_engine_manifest,
@@ -833,7 +832,7 @@ def test_plugin_build_refuses_a_driver_older_than_its_ptx_needs(plugin):
         check_driver("8.4", (12, 3), minimum=(12, 4))
     assert str(info.value) == (
         "the BA-SAM plugin kernel is PTX 8.4, which needs a CUDA 12.4 driver; this GPU's driver "
-        "is CUDA 12.3: update the driver, or build with an older --ptx-version"
+        "is CUDA 12.3: update the driver, or build the engine with an older --ptx-version"
     )
     with pytest.raises(BasamError):
         check_driver("8.0", (11, 8), minimum=(12, 0))
@@ -884,6 +883,13 @@ def test_plugin_build_checks_the_driver_first_and_records_the_kernels_ptx(
     assert entry["minimum_driver"] == "12.0"
     text = describe_manifest(read_engine_manifest(tmp_path / "p.engine"), tmp_path / "p.engine")
     assert "kernel PTX 8.0 sm_90a; needs a CUDA driver >= 12.0)" in text
+    # the runner refuses the engine on a driver too old for its PTX, before TensorRT loads it
+    monkeypatch.setattr(runtime, "require_cuda", lambda: torch)
+    monkeypatch.setattr(runtime, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(runtime, "current_gpu", lambda device=0: None)
+    monkeypatch.setattr(runtime, "cuda_driver_version", lambda: (11, 8))
+    with pytest.raises(BasamError, match="PTX 8.0, which needs a CUDA 12.0 driver; this GPU's"):
+        runtime.TensorRTRunner(tmp_path / "p.engine").activate()
 
 
 def test_the_real_plugin_module_without_tensorrt_is_one_line(plugin, tmp_path, polygraphy_on):

@@ -47,7 +47,7 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 from ..artifacts import staged_file, write_json
 from ..errors import BasamError
 from ..kernels.ptx import DEFAULT_PTX_VERSION, minimum_driver_for_ptx, ptx_version_for
-from .device import GpuInfo, cuda_driver_version, current_gpu
+from .device import GpuInfo, check_driver, cuda_driver_version, current_gpu
 from .manifest import engine_manifest
 from .plan import WEAKLY_TYPED_FP16, BuildPlan, PluginPlan, module_importable
 from .progress import ProgressPrinter, make_progress_monitor
@@ -95,26 +95,6 @@ def check_capabilities(plan: BuildPlan, caps: Capabilities) -> None:
             f"TensorRT {caps.version} needs (>= {needed} reads the node's domain): upgrade TensorRT "
             f"or export again"
         )
-
-
-def check_driver(
-    ptx_version: str, driver: Optional[Tuple[int, int]], minimum: Tuple[int, int]
-) -> None:
-    """Refuse a plugin build whose embedded PTX this GPU's CUDA driver cannot JIT-compile.
-
-    The engine carries the kernel as PTX ``.version ptx_version``, which the driver of the GPU
-    running it compiles; a driver older than ``minimum`` (``kernels.ptx.minimum_driver_for_ptx``)
-    would fail at the first launch, long after the build. driver: (major, minor) of the CUDA
-    driver (``device.cuda_driver_version``); None (unknown) is not refused.
-    """
-    if driver is None or tuple(driver) >= tuple(minimum):
-        return
-    need, have = ".".join(map(str, minimum)), ".".join(map(str, driver))
-    raise BasamError(
-        f"the BA-SAM plugin kernel is PTX {ptx_version}, which needs a CUDA {need} driver; "
-        f"this GPU's driver is CUDA {have}: update the driver, or build with an older "
-        f"--ptx-version"
-    )
 
 
 def plugin_ptx_version(plugin: PluginPlan, gpu: Optional[GpuInfo]) -> str:

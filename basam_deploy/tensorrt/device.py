@@ -88,3 +88,24 @@ def cuda_driver_version() -> Optional[Tuple[int, int]]:
         if code:
             return driver_version_tuple(code)
     return None
+
+
+def check_driver(
+    ptx_version: str, driver: Optional[Tuple[int, int]], minimum: Tuple[int, int]
+) -> None:
+    """Refuse a plugin engine whose embedded PTX this GPU's CUDA driver cannot JIT-compile
+    (``basam-trt build`` before building, the runner before loading).
+
+    The engine carries the kernel as PTX ``.version ptx_version``, which the driver of the GPU
+    running it compiles; a driver older than ``minimum`` (``kernels.ptx.minimum_driver_for_ptx``)
+    would fail at the first launch, long after the build. driver: (major, minor) of the CUDA
+    driver (``cuda_driver_version``); None (unknown) is not refused.
+    """
+    if driver is None or tuple(driver) >= tuple(minimum):
+        return
+    need, have = ".".join(map(str, minimum)), ".".join(map(str, driver))
+    raise BasamError(
+        f"the BA-SAM plugin kernel is PTX {ptx_version}, which needs a CUDA {need} driver; "
+        f"this GPU's driver is CUDA {have}: update the driver, or build the engine with an "
+        f"older --ptx-version"
+    )

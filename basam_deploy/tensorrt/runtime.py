@@ -8,7 +8,8 @@ the outputs (an ``IOutputAllocator``; torch tensors when the inputs are torch te
 optimization profile (``set_optimization_profile_async`` on that stream).
 
 What stays ours: on ``activate`` the engine's manifest is read and an engine built by another
-TensorRT or for another GPU is refused (one line), the plugin module is imported where installed,
+TensorRT or for another GPU, or whose plugin kernel's PTX this CUDA driver cannot compile, is
+refused (one line), the plugin module is imported where installed,
 every optimization profile's input ranges are read from the engine itself
 (``get_tensor_profile_shape``) and must equal the manifest's. ``infer`` / ``execute`` pick the
 narrowest profile that serves the input shapes (``profiles.select_profile``; a one-line error naming
@@ -26,7 +27,8 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from ..errors import BasamError
-from .device import current_gpu, require_cuda
+from ..kernels.ptx import minimum_driver_for_ptx
+from .device import check_driver, cuda_driver_version, current_gpu, require_cuda
 from .manifest import check_engine_manifest, manifest_profiles, read_engine_manifest
 from .plan import module_importable
 from .profiles import ShapeRange, select_profile
@@ -93,6 +95,9 @@ class TensorRTRunner:
             manifest, self.path, tensorrt_version=trt.__version__, gpu=current_gpu(self.device)
         )
         for plugin in manifest.get("plugins") or []:  # type: ignore[union-attr]
+            for kernel in plugin.get("kernels") or []:
+                version = str(kernel["ptx_version"])
+                check_driver(version, cuda_driver_version(), minimum_driver_for_ptx(version))
             # An ahead-of-time plugin kernel is embedded in the engine; a JIT one needs the module.
             if plugin.get("module") and module_importable(plugin["module"]):
                 importlib.import_module(plugin["module"])
