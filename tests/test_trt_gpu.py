@@ -128,3 +128,49 @@ def test_bench_times_each_size(engines):
     rows = bench_engine(engines["fp16"] / "encoder.engine", [(256, 256), (512, 512)], iterations=5)
     assert [(r.size, r.profile) for r in rows] == [("256x256", 0), ("512x512", 1)]
     assert all(0 < r.median_ms <= r.p90_ms and r.images_per_s > 0 for r in rows)
+
+
+def test_activation_memory_comes_from_the_property_this_tensorrt_has(engines):
+    """device_memory_size_v2 (11.x removed device_memory_size); an engine needs some."""
+    from basam_deploy.tensorrt.runtime import TensorRTRunner
+
+    runner = TensorRTRunner(engines["fp32"] / "encoder.engine")
+    runner.activate()
+    try:
+        assert runner.device_memory_bytes > 0
+    finally:
+        runner.deactivate()
+
+
+def test_plugin_engine_records_its_kernels_ptx_and_matches_onnxruntime(engines, tmp_path):
+    """An FP32 plugin export built with the PTX pinned: the manifest names each kernel's PTX
+    version and target (from the PTX the build compiled) and the driver it needs, which this GPU's
+    driver meets; the engine matches onnxruntime (the fused op through onnxruntime-extensions)
+    and PyTorch at every profile's min, opt and max."""
+    from basam_deploy.compare import check_engines
+    from basam_deploy.export.onnx_export import ExportOptions, export_onnx
+    from basam_deploy.kernels.ptx import minimum_driver_for_ptx
+    from basam_deploy.tensorrt.builder import build_engine, plugin_ptx_version
+    from basam_deploy.tensorrt.device import cuda_driver_version, current_gpu
+    from basam_deploy.tensorrt.plan import BuildOptions, make_plan
+
+    folder = tmp_path / "plugin"
+    export_onnx(
+        engines["sam"], folder, ExportOptions(bias="plugin", check=False), progress=lambda s: None
+    )
+    plan = make_plan(folder / "encoder.onnx", BuildOptions(profiles=PROFILES, ptx_version="8.0"))
+    assert plan.plugin.required
+    result = build_engine(plan, emit=lambda s: None)
+    (plugin,) = result.manifest["plugins"]
+    # 8.0 raised to this GPU's own minimum (8.0 on sm_80 and sm_90a, 8.6 on sm_100a)
+    expected = plugin_ptx_version(plan.plugin, current_gpu())
+    assert plugin["kernels"] and all(k["ptx_version"] == expected for k in plugin["kernels"])
+    assert all(k["ptx_target"].startswith("sm_") for k in plugin["kernels"])
+    minimum = minimum_driver_for_ptx(expected)
+    assert plugin["minimum_driver"] == ".".join(map(str, minimum))
+    assert cuda_driver_version() >= minimum
+    reports = check_engines(
+        folder, folder / "encoder.engine", sam=engines["sam"], progress=lambda s: None
+    )
+    for report in reports.values():
+        assert report.passed, report.table()
