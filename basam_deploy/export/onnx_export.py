@@ -40,6 +40,7 @@ from . import fused_op, parity_check
 from .graphs import DecoderGraph, EncoderGraph
 from .op_check import BASAM_PLUGIN_OPS, check_tensorrt_ops
 from .precision import check_precision_policy, precision_summary, to_mixed_fp16
+from .provenance import describe_checkpoint
 from .tidy import tidy
 
 TOOL = "basam-export"
@@ -74,7 +75,6 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     check: bool = True
     check_sizes: Optional[Sequence[Tuple[int, int]]] = None
-    check_providers: Tuple[str, ...] = ("cpu",)  # onnxruntime's, for the check (runners.providers)
 
     def resolve(self, sam: BasamSam) -> "ExportOptions":
         """Fill the defaults for ``sam`` and validate; raises one-line BasamErrors."""
@@ -266,13 +266,15 @@ def _decoder_proto(sam: BasamSam, options: ExportOptions) -> onnx.ModelProto:
 def _describe(
     sam: BasamSam, options: ExportOptions, checkpoint: Optional[Path]
 ) -> Dict[str, object]:
+    described = sam.describe()
     return {
         "tool": TOOL,
         "basam_deploy": __version__,
-        **sam.describe(),
-        "checkpoint": None
-        if checkpoint is None
-        else {"path": str(checkpoint), "sha256": sha256(checkpoint)},
+        **described,
+        # File name and sha256, never a local path (provenance.py).
+        "checkpoint": describe_checkpoint(
+            checkpoint, str(described["model"]), str(described["preset"])
+        ),
         "bias": options.bias,
         # The fused op of --bias plugin (docs/fused_attention.md), in the global blocks.
         "attention_op": None

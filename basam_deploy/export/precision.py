@@ -329,9 +329,11 @@ def convert_keeping_fp32(model: onnx.ModelProto, keep_fp32: Collection[str]) -> 
     from onnxconverter_common import float16
 
     model = _with_node_names(model)
+    declared = _declared_dims(model)
     # The converter reads every tensor's type from value_info.
     del model.graph.value_info[:]
     model.graph.value_info.extend(_infer(model).graph.value_info)
+    _name_dims(model, declared)  # the converter copies these dims to the tensors it adds
     graph = _Graph.of(model)
     if any(t == TensorProto.FLOAT16 for t in graph.elem_type.values()):
         raise BasamError(
@@ -353,10 +355,54 @@ def convert_keeping_fp32(model: onnx.ModelProto, keep_fp32: Collection[str]) -> 
             check_fp16_ready=False,  # checked above, before the retargeted Casts look like FP16
         )
     _repair_casts(converted)
+    _name_dims(converted, declared)  # Casts added by the converter and by _repair_casts
     _infer(converted)
     if converted.ByteSize() < onnx.checker.MAXIMUM_PROTOBUF:  # else the caller saves and checks
         onnx.checker.check_model(converted, full_check=True)
     return converted
+
+
+def _declared_dims(model: onnx.ModelProto) -> Dict[str, List[onnx.TensorShapeProto.Dimension]]:
+    """The dims ``model`` declares for its tensors (inputs, outputs, value_info), by name."""
+    g = model.graph
+    return {
+        info.name: list(info.type.tensor_type.shape.dim)
+        for info in list(g.input) + list(g.output) + list(g.value_info)
+        if info.type.tensor_type.HasField("shape")
+    }
+
+
+def _name_dims(
+    model: onnx.ModelProto, declared: Dict[str, List[onnx.TensorShapeProto.Dimension]]
+) -> None:
+    """Give ``model``'s value_info the dims the FP32 graph declared, in place.
+
+    The converter reads value_info from onnx's shape inference, which names every dim it cannot
+    derive ``unk__N`` (hundreds in the encoder) where the exporter had named them (``batch``,
+    ``grid_h`` expressions). Each tensor of the FP32 graph gets its declared dims back, and the two
+    sides of a Cast share theirs; an ``unk__`` name left elsewhere is dropped (an unnamed dim says
+    the same, without a name that changes from one run of inference to the next). Run before the
+    conversion (the converter copies a tensor's value_info to the outputs it renames) and after.
+    """
+    dims = dict(declared)
+    casts = [(node.input[0], node.output[0]) for node in model.graph.node if node.op_type == "Cast"]
+    changed = True
+    while changed:  # chains of Casts, in either direction
+        changed = False
+        for source, cast in casts:
+            for known, unknown in ((source, cast), (cast, source)):
+                if known in dims and unknown not in dims:
+                    dims[unknown] = dims[known]
+                    changed = True
+    for info in model.graph.value_info:
+        shape = info.type.tensor_type.shape
+        named = dims.get(info.name)
+        if named is not None and len(named) == len(shape.dim):
+            del shape.dim[:]
+            shape.dim.extend(named)
+        for dim in shape.dim:
+            if dim.dim_param.startswith("unk__"):
+                dim.ClearField("dim_param")
 
 
 def _prepare_for_converter(model: onnx.ModelProto, graph: _Graph, keep_fp32: Set[str]) -> None:

@@ -105,6 +105,23 @@ def window_unpartition(
     return x.index_select(2, torch.arange(width, device=device))
 
 
+def require_patch_multiple(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """B 3 H W -> the same tensor; a graph traced from it fails at run time unless ``patch``
+    divides H and W.
+
+    ``check_input`` raises in eager mode only: a traced graph has no Python, and ONNX has no assert
+    op, while the patch embedding (a stride-``patch`` Conv) would silently drop the remainder rows
+    and columns. A Reshape to the patch grid holds B 3 (H//patch) patch (W//patch) patch elements,
+    the input's count exactly when ``patch`` divides H and W; onnxruntime and TensorRT both refuse
+    a Reshape whose element count differs, at run time. torch.export sees H = patch * grid, so the
+    trace itself stays free of guards.
+    """
+    batch, channels, height, width = x.shape
+    # B 3 H W -> B 3 (H/p) p (W/p) p -> B 3 H W
+    grid = x.reshape(batch, channels, height // patch, patch, width // patch, patch)
+    return grid.reshape(batch, channels, height, width)
+
+
 class BasamBlock(Block):
     """segment-anything's ``Block`` with ``BasamAttention`` and branch-free window partition."""
 
@@ -265,7 +282,9 @@ class BasamImageEncoder(ImageEncoderViT):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: B 3 H W -> B out_chans H/patch W/patch."""
-        if not is_exporting():
+        if is_exporting():
+            x = require_patch_multiple(x, self.patch_size)
+        else:
             self.check_input(x)
         x = self.patch_embed(x)  # B 3 H W -> B h w C
         if self.pos_embed is not None:
