@@ -31,9 +31,28 @@ def test_default_export_writes_files_and_passes_parity(tmp_path, monkeypatch, ca
         ("512x320", 2),
         ("1088x1280", 1),
     } <= sizes
-    # A second export replaces the first (same tool), it does not refuse the folder.
+    # A second export replaces the first (same tool), it does not refuse the folder; it replaces
+    # only what the first wrote: engines built beside it (basam-trt build's default) and a user's
+    # file stay, the first one's parity report (this one has none) goes.
+    (folder / "encoder.engine").write_bytes(b"an engine that took an hour")
+    (folder / "encoder.engine.json").write_text('{"tool": "basam-trt"}')
+    (folder / "notes.txt").write_text("mine")
+    capsys.readouterr()
     assert main(["--no-check", "--max-size", "1024"]) == 0
     assert json.loads((folder / "manifest.json").read_text())["size_range"]["max"] == 1024
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "decoder.onnx",
+        "encoder.engine",
+        "encoder.engine.json",
+        "encoder.onnx",
+        "manifest.json",
+        "notes.txt",
+    ]
+    assert (folder / "encoder.engine").read_bytes() == b"an engine that took an hour"
+    assert (
+        "kept 3 file(s) basam-export did not write: encoder.engine, encoder.engine.json, "
+        "notes.txt" in capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,21 @@
 """Command-line tools: thin shells over library calls.
 
-``run`` is the one place where a ``BasamError`` becomes a single line on stderr and exit code 2;
-anything else is a bug and keeps its traceback.
+``run`` is the one place where a ``BasamError`` becomes a single line on stderr and exit code 2,
+and an interrupt (Ctrl-C, or SIGTERM from ``timeout``, ``docker stop``, a CI cancel) becomes
+``interrupted`` and exit code 130 after the staged outputs are cleaned up; anything else is a bug
+and keeps its traceback.
 """
 
 import argparse
+import math
+import signal
 import sys
-from typing import Callable, List, Optional, Tuple
+import threading
+import warnings
+from contextlib import contextmanager
+from typing import Callable, Iterator, List, Optional, Tuple
+
+INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -18,19 +27,91 @@ class ArgumentParser(argparse.ArgumentParser):
         raise BasamError(f"{message} (see {self.prog} --help)")
 
 
+class _Interrupts:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, so that every staged output
+    is removed by the exception's unwinding, and are remembered: a library that turns the
+    KeyboardInterrupt into its own exception (torch.onnx.export wraps failures of its capture
+    strategies in TorchExportError) is still reported as an interrupt, not as a traceback."""
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+
+    def handle(self, signum: int, _frame) -> None:
+        self.received = signum
+        raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            current = signal.getsignal(signum)
+            # Replace only Python's defaults: an embedding application's own handler stays, and a
+            # signal ignored by the parent (nohup, a background job) stays ignored.
+            if current in (signal.default_int_handler, signal.SIG_DFL):
+                previous[signum] = current
+                signal.signal(signum, self.handle)
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+@contextmanager
+def _one_line_warnings(name: str) -> Iterator[None]:
+    """BasamWarnings as ``name: warning: ...`` lines (no source path and code line)."""
+    from ..errors import BasamWarning
+
+    show = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, BasamWarning):
+            print(f"{name}: warning: {message}", file=file or sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+
+
 def run(
     name: str, main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None
 ) -> int:
     from ..errors import BasamError
 
+    interrupts = _Interrupts()
     try:
-        return main(argv)
-    except BasamError as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return 2
+        with interrupts.installed(), _one_line_warnings(name):
+            return main(argv)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+    except Exception as exc:
+        if interrupts.received is not None:
+            print(f"{name}: interrupted", file=sys.stderr)
+            return INTERRUPTED
+        if isinstance(exc, BasamError):
+            print(f"{name}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def finite_float(text: str) -> float:
+    """argparse ``type`` for a real-valued option: a finite number (``inf`` and ``nan`` parse as
+    floats in Python, and would flow into the model as such)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def parse_size(text: str) -> Tuple[int, int]:

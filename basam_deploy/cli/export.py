@@ -9,19 +9,21 @@ from pathlib import Path
 from typing import List, Optional
 
 from .. import BIAS_METRICS, MODEL_CONFIGS, PRESETS, build_sam
+from ..artifacts import foreign_entries
 from ..errors import BasamError
 from ..export.onnx_export import (
     BIAS_MODES,
     DEFAULT_MAX_SIZE,
     DEFAULT_OPSET,
     PRECISIONS,
+    TOOL,
     ExportOptions,
     export_onnx,
 )
 from ..runners.providers import DEFAULT_PROVIDERS, PROVIDERS, resolve_providers
 from ..weights import DEFAULT as DEFAULT_CHECKPOINT
 from ..weights import resolve_checkpoint
-from . import ArgumentParser, parse_size, run
+from . import ArgumentParser, finite_float, parse_size, run
 
 DEFAULT_OUTPUT = Path("export") / "out"
 
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a checkpoint file; 'default' (default): the weights embedded in the package (tiny; "
         "other models stay random); 'none': random init (seed 0)",
     )
-    parser.add_argument("--bias-slope", type=float, default=None)
+    parser.add_argument("--bias-slope", type=finite_float, default=None)
     parser.add_argument("--bias-metric", default=None, choices=list(BIAS_METRICS))
     parser.add_argument(
         "--bias",
@@ -118,6 +120,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if result.parity is not None:
         print(result.parity.table())
     print(f"wrote {result.folder}/ (encoder.onnx, decoder.onnx, manifest.json)")
+    # Engines built from an earlier export, a user's files: never basam-export's to remove.
+    kept = foreign_entries(result.folder, TOOL)
+    if kept:
+        print(
+            f"kept {len(kept)} file(s) basam-export did not write: {', '.join(kept[:6])}"
+            + (f" and {len(kept) - 6} more" if len(kept) > 6 else "")
+            + " (an engine built from an earlier export must be rebuilt)"
+        )
     if not result.passed:
         raise BasamError(
             f"parity check failed: the files are kept in {result.folder} and marked failed in its "

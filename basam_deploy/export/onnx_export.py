@@ -30,7 +30,7 @@ from ..artifacts import (
     check_output_folder,
     package_versions,
     sha256,
-    staged_folder,
+    staged_output,
     write_json,
 )
 from ..errors import BasamError
@@ -53,6 +53,15 @@ BIAS_MODES = ("subgraph", "plugin")
 DEFAULT_MIN_SIZE = 256
 DEFAULT_MAX_SIZE = 4096
 ENCODER_FILE, DECODER_FILE, PARITY_FILE = "encoder.onnx", "decoder.onnx", "parity.json"
+# Every name an export may write (weights beside a graph over 2 GiB: ``save_checked``).
+OUTPUT_NAMES = (
+    ENCODER_FILE,
+    DECODER_FILE,
+    f"{ENCODER_FILE}.data",
+    f"{DECODER_FILE}.data",
+    PARITY_FILE,
+    MANIFEST,
+)
 MAX_BATCH = 1024
 MAX_PROMPTS = 1024
 LARGE_MODEL_BYTES = 2**31 - 2**26  # protobuf's 2 GiB limit, with room for the graph itself
@@ -360,7 +369,7 @@ def export_onnx(
     """
     output = Path(output)
     options = options.resolve(sam)
-    check_output_folder(output, TOOL)
+    check_output_folder(output, TOOL, writes=OUTPUT_NAMES)  # before minutes of tracing
     sam = sam.eval()
     info = _describe(sam, options, checkpoint)
     timings: Dict[str, float] = {}
@@ -402,7 +411,7 @@ def export_onnx(
     stage("checking every node against TensorRT's ONNX operator list", check_ops)
 
     report: Optional[ParityReport] = None
-    with staged_folder(output) as staging:
+    with staged_output(output, TOOL) as staging:
 
         def write():
             files = {}
