@@ -13,10 +13,12 @@ A checkpoint is data, never code: it is read with ``torch.load(weights_only=True
 which training scripts store as metrics, are allowed). Every problem is a one-line BasamError.
 """
 
+import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -62,27 +64,32 @@ def read_checkpoint(path: Union[str, Path]) -> object:
         raise BasamError(f"checkpoint not found: {path} (check the path)")
     if path.is_dir():
         raise BasamError(f"checkpoint {path} is a directory: give the checkpoint file itself")
-    try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+    with torch.serialization.safe_globals(_numpy_scalar_globals()):
+        try:
             return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types for damaged files
-        message = str(exc)
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", message)
-        if refused:
-            raise BasamError(
-                f"checkpoint {path} holds {refused.group(1)}, which a weights-only load refuses "
-                f"(a checkpoint is loaded as data, never as code): re-save it from trusted code as "
-                f"a plain state dict, torch.save(model.state_dict(), path)"
-            ) from None
-        with open(path, "rb") as f:
-            if f.read(len(LFS_POINTER)) == LFS_POINTER:
-                raise BasamError(
-                    f"checkpoint {path} is a Git LFS pointer, not the weights: run 'git lfs pull'"
-                ) from None
+        except Exception as exc:  # torch.load raises many types for damaged files
+            code, reason = _code_it_asks_for(path, exc), _load_failure_reason(exc)
+            protocol = _pickle_protocol(path)
+    if code:
         raise BasamError(
-            f"checkpoint {path} is truncated or not a PyTorch checkpoint "
-            f"({path.stat().st_size} bytes; {_load_failure_reason(exc)}): download or save it again"
+            f"checkpoint {path} is a pickle that asks for code ({_short_list(code, 3)}), which a "
+            f"weights-only load refuses (a checkpoint is loaded as data, never run): re-save it "
+            f"from trusted code as a plain state dict, torch.save(model.state_dict(), path)"
         ) from None
+    if protocol is not None and protocol > torch.serialization.DEFAULT_PROTOCOL:
+        raise BasamError(
+            f"checkpoint {path} was saved with pickle protocol {protocol}, which a weights-only "
+            f"load cannot read ({reason}): re-save it with torch.save's default protocol"
+        ) from None
+    with open(path, "rb") as f:
+        if f.read(len(LFS_POINTER)) == LFS_POINTER:
+            raise BasamError(
+                f"checkpoint {path} is a Git LFS pointer, not the weights: run 'git lfs pull'"
+            ) from None
+    raise BasamError(
+        f"checkpoint {path} is truncated or not a PyTorch checkpoint "
+        f"({path.stat().st_size} bytes; {reason}): download or save it again"
+    ) from None
 
 
 def _load_failure_reason(exc: Exception) -> str:
@@ -91,6 +98,37 @@ def _load_failure_reason(exc: Exception) -> str:
     unpickler = re.search(r"WeightsUnpickler error: ([^\n]+)", message)
     text = unpickler.group(1) if unpickler else message.strip().split(". ")[0].split("\n")[0]
     return f"{type(exc).__name__}: {text[:100]}" if text else type(exc).__name__
+
+
+def _pickle_protocol(path: Path) -> Optional[int]:
+    """The pickle protocol of a zip checkpoint's ``data.pkl`` (its PROTO opcode), or None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+            with archive.open(name) as f:
+                head = f.read(2)
+    except (OSError, zipfile.BadZipFile, StopIteration):
+        return None
+    return head[1] if len(head) == 2 and head[0] == pickle.PROTO[0] else None
+
+
+def _code_it_asks_for(path: Path, exc: Exception) -> List[str]:
+    """The classes/functions (``module.name``) the file's pickle imports beyond what a weights-only
+    load allows: what made ``torch.load(weights_only=True)`` refuse it, if that is the reason.
+
+    Structural first: ``torch.serialization.get_unsafe_globals_in_checkpoint`` (public since torch
+    2.5) disassembles the pickle without running it, whatever words the refusal uses (they changed
+    across torch 2.6 .. 2.13: "Unsupported global: GLOBAL m.n was not an allowed global by
+    default", "Trying to load unsupported GLOBAL m.n whose module m is blocked"; read in
+    torch/_weights_only_unpickler.py of 2.13.0 and 2.14.1). It reads only the zip format with
+    protocol-2 pickles (torch.save's defaults); for anything else the refusal's text names it.
+    Must run inside the same ``safe_globals`` context as the load."""
+    if not isinstance(exc, pickle.UnpicklingError):  # what the weights-only unpickler raises
+        return []
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # not a zip checkpoint, another pickle protocol, or an older torch
+        return re.findall(r"GLOBAL (\S+?)\.?(?:\s|$)", str(exc))[:1]
 
 
 def sam_state_dict(obj: object, path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], str]:
@@ -201,6 +239,17 @@ def load_checkpoint(sam: BasamSam, path: Union[str, Path]) -> CheckpointReport:
         raise BasamError(
             f"checkpoint {path} does not fit model {sam.model_name!r} preset {preset!r}: "
             f"{'; '.join(problems)}; check the model and preset it was trained with"
+        )
+
+    # A NaN or infinite weight makes every output NaN (or a mask that only looks valid).
+    non_finite = [
+        k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if non_finite:
+        raise BasamError(
+            f"checkpoint {path} holds NaN or infinite values in {len(non_finite)} tensors "
+            f"({_short_list(sorted(non_finite))}): it is damaged or from a diverged run; use "
+            f"another checkpoint"
         )
 
     for key in resizable:

@@ -20,6 +20,7 @@ n0 the pre-training count, beta_h = bias_slope * 2^(-8 (h + 1) / H) (ALiBi's hea
 official code's ``image_side // 1024`` (per axis here: L^2 -> (H // 1024) * (W // 1024)).
 """
 
+import math
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -183,6 +184,20 @@ class Preset:
         return info
 
 
+def _finite_slope(value: object) -> float:
+    """bias_slope as given by code, a command line or a manifest: a finite number >= 0. An infinite
+    slope makes every logit -inf and every output NaN (``inf * 0`` on the diagonal)."""
+    try:
+        slope = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        slope = math.nan
+    if isinstance(value, bool) or not (math.isfinite(slope) and slope >= 0.0):
+        raise BasamError(
+            f"bias_slope must be >= 0 and finite (got {value!r}); 0 disables the distance bias"
+        )
+    return slope
+
+
 def resolve_preset(
     config: ModelConfig,
     name: str,
@@ -204,11 +219,7 @@ def resolve_preset(
             f"{', '.join(given)} only apply to preset 'basam' (the distance bias); "
             f"drop them or use preset 'basam'"
         )
-    slope = config.default_bias_slope if bias_slope is None else float(bias_slope)
-    if not slope >= 0.0:  # also rejects NaN
-        raise BasamError(
-            f"bias_slope must be >= 0 (got {bias_slope}); 0 disables the distance bias"
-        )
+    slope = config.default_bias_slope if bias_slope is None else _finite_slope(bias_slope)
     metric = DEFAULT_BIAS_METRIC if bias_metric is None else bias_metric
     if metric not in BIAS_METRICS:
         raise BasamError(f"unknown bias_metric {metric!r}: choose one of {', '.join(BIAS_METRICS)}")

@@ -1,5 +1,7 @@
 """Every checkpoint layout round-trips; every bad checkpoint is one clear line."""
 
+import io
+import os
 import warnings
 
 import numpy as np
@@ -142,6 +144,22 @@ def _with_bad_shape():
     return state
 
 
+def _with_nan():
+    state = _good_state()
+    state["image_encoder.neck.0.weight"][0, 0] = float("nan")
+    return state
+
+
+def _saved(obj, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer, **kwargs)
+    return buffer.getvalue()
+
+
+def _legacy(obj) -> bytes:
+    return _saved(obj, _use_new_zipfile_serialization=False)
+
+
 def _truncated(tmp_path):
     full = _write(tmp_path, "full.pth", _good_state())
     return full.read_bytes()[: full.stat().st_size // 2]
@@ -156,7 +174,18 @@ BAD = {
         b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n",
         r"Git LFS pointer",
     ),
-    "code": ({"model": NotData()}, r"holds .*NotData, which a weights-only load refuses"),
+    "code": ({"model": NotData()}, r"is a pickle that asks for code \(test_checkpoint\.NotData\)"),
+    # torch 2.13 words this refusal differently ("whose module posix is blocked"): named all the same.
+    "code-blocked-module": ({"f": os.system}, r"is a pickle that asks for code \(posix\.system\)"),
+    "legacy-format-code": (
+        lambda: _legacy({"f": os.system}),
+        r"is a pickle that asks for code \(posix\.system",
+    ),
+    "pickle-protocol-4": (
+        lambda: _saved({"w": torch.zeros(2)}, pickle_protocol=4),
+        r"saved with pickle protocol 4, which a weights-only load cannot read",
+    ),
+    "non-finite": (_with_nan, r"NaN or infinite values in 1 tensors \(image_encoder\.neck\.0"),
     "tensor": (torch.zeros(3), r"holds a Tensor, not a state dict"),
     "no-sam-keys": ({"fc.weight": torch.zeros(2, 2)}, r"holds no SAM weights"),
     "missing-key": (
@@ -210,3 +239,23 @@ def test_official_checkpoint_needs_the_official_preset(tmp_path):
         BasamError, match=r"official BA-SAM.*'coefficient'.*preset 'basam-official'"
     ):
         build_sam("tiny", "basam", checkpoint=path)
+
+
+def test_code_is_named_whatever_words_torch_uses_for_the_refusal(tmp_path, monkeypatch):
+    """The reason is read from the pickle itself, not from torch's message, which changed across
+    the supported versions (2.6 .. 2.13) and may change again."""
+    import pickle
+
+    path = _write(tmp_path, "code.pth", {"model": NotData(), "w": torch.zeros(2)})
+    real_load = torch.load
+
+    def reworded(*args, **kwargs):
+        try:
+            return real_load(*args, **kwargs)
+        except pickle.UnpicklingError:
+            raise pickle.UnpicklingError("Weights only load failed: some new wording") from None
+
+    monkeypatch.setattr(torch, "load", reworded)
+    with pytest.raises(BasamError, match=r"asks for code \(test_checkpoint\.NotData\)") as err:
+        build_sam("tiny", "basam", checkpoint=path)
+    assert "truncated" not in str(err.value)
