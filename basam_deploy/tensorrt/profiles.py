@@ -3,7 +3,7 @@
 A *resolution profile* is (min, opt, max) of (batch, height, width) in pixels, H and W multiples of
 the patch (16). TensorRT tunes kernels for ``opt`` and accepts every shape from ``min`` to ``max``,
 each dimension on its own; several narrow profiles beat one wide one. Written on the command line as
-``BxHxW:BxHxW:BxHxW`` (min:opt:max), or read from a preset file in ``engines/profiles/``.
+``BxHxW:BxHxW:BxHxW`` (min:opt:max), or read from a preset file in ``profile_presets/``.
 
 For the encoder, ``image`` [batch, 3, height, width] takes the profile as it is. For the decoder
 (one image, any number of prompts) the same profile gives the embedding grid (H/16, W/16) and the
@@ -24,7 +24,8 @@ from ..errors import BasamError
 PATCH = 16
 Shape3 = Tuple[int, int, int]  # batch, height, width
 Triple = Tuple[int, int, int]  # min, opt, max of one dimension
-PRESET_DIR = Path(__file__).resolve().parents[2] / "engines" / "profiles"
+# Package data (pyproject.toml), so that an installed wheel has them, not only a clone.
+PRESET_DIR = Path(__file__).resolve().parent / "profile_presets"
 PROFILE_SYNTAX = "BxHxW:BxHxW:BxHxW (min:opt:max, e.g. 1x256x256:1x512x512:4x768x768)"
 # Largest batch a profile may name. TensorRT reserves device memory for every profile's max shape
 # when an execution context is created, and an encoder's activations grow with batch x H x W:
@@ -164,7 +165,7 @@ def preset_names(folder: Path = PRESET_DIR) -> List[str]:
 
 
 def load_preset(name: str, folder: Path = PRESET_DIR) -> Tuple[ResolutionProfile, ...]:
-    """Profiles of a preset by name (``engines/profiles/NAME.json``) or by path to a JSON file of
+    """Profiles of a preset by name (``profile_presets/NAME.json``) or by path to a JSON file of
     the same form: ``{"description": ..., "profiles": [{"min": [B, H, W], "opt": ..., "max": ...}]}``."""
     path = Path(name)
     if path.suffix != ".json":
