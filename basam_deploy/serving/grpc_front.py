@@ -14,7 +14,7 @@ to proxy calls without their protobuf classes; Triton offers no option for its e
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
+from typing import Callable
 
 LOGGER = logging.getLogger(__name__)
 # Triton's only streaming call (decoupled models); every other GRPCInferenceService call is unary.
@@ -33,8 +33,10 @@ class GrpcFront:
         *,
         max_message_bytes: int,
         error_line: Callable[[str], str],
+        grace_s: float = 10,
     ) -> None:
         self.host, self.port, self.upstream_port = host, port, upstream_port
+        self.grace_s = grace_s
         self.max_message_bytes = max_message_bytes
         self.error_line = error_line
         self._server = None
@@ -59,10 +61,11 @@ class GrpcFront:
             raise OSError(f"the grpc front cannot listen on {address}: {exc}") from None
         self._server.start()
 
-    def stop(self, grace_s: Optional[float] = 5) -> None:
+    def stop(self) -> None:
+        """Calls in flight may finish for up to ``grace_s`` seconds; then the port closes."""
         server, channel, self._server, self._channel = self._server, self._channel, None, None
         if server is not None:
-            server.stop(grace_s).wait(grace_s)
+            server.stop(self.grace_s).wait(self.grace_s + 5)
         if channel is not None:
             channel.close()
 

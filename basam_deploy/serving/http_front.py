@@ -48,7 +48,8 @@ class HttpFront:
     """Listen on ``host:port`` and forward every request to ``127.0.0.1:upstream_port``.
 
     error_line: turns an error body's message into the one line a client gets (None: forward
-    error bodies unchanged). ``start()`` returns once the port listens; ``stop()`` closes it.
+    error bodies unchanged). ``start()`` returns once the port listens; ``stop()`` lets requests in
+    flight finish for up to ``grace_s`` seconds and closes it.
     """
 
     def __init__(
@@ -60,11 +61,13 @@ class HttpFront:
         max_body_bytes: int,
         error_line: Optional[Callable[[str], str]] = None,
         name: str = "http",
+        grace_s: float = 10,
     ) -> None:
         self.host, self.port, self.upstream_port = host, port, upstream_port
         self.max_body_bytes = max_body_bytes
         self.error_line = error_line
         self.name = name
+        self.grace_s = grace_s  # on stop, how long requests in flight may take to finish
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._runner = None
@@ -84,7 +87,9 @@ class HttpFront:
             app = web.Application(client_max_size=self.max_body_bytes)
             app.router.add_route("*", "/{path:.*}", self._forward)
             # auto_decompress=False: a gzip body goes to Triton as sent (Triton decompresses it).
-            self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
+            self._runner = web.AppRunner(
+                app, access_log=None, auto_decompress=False, shutdown_timeout=self.grace_s
+            )
             await self._runner.setup()
             await web.TCPSite(self._runner, self.host, self.port).start()
             self._session = aiohttp.ClientSession(
@@ -126,11 +131,15 @@ class HttpFront:
                 await self._session.close()
 
         if loop.is_running():
-            asyncio.run_coroutine_threadsafe(close(), loop).result(15)
+            try:
+                asyncio.run_coroutine_threadsafe(close(), loop).result(self.grace_s + 5)
+            except Exception as exc:  # noqa: BLE001 -- stopping anyway; the thread is a daemon
+                LOGGER.warning("%s front: closing took too long (%s)", self.name, exc)
             loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
-            thread.join(15)
-        loop.close()
+            thread.join(5)
+        if thread is None or not thread.is_alive():
+            loop.close()
 
     # -- one request -----------------------------------------------------------------------------
 

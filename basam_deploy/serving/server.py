@@ -72,6 +72,7 @@ CHUNK_MASK_BYTES = 64 * 2**20
 MAX_CHUNK_PROMPTS = 64
 # After the stop, how long past --exit-timeout basam-serve waits for a running chunk.
 STOP_GRACE_S = 20
+MONITORING_PERIOD_S = 1.0  # how often serve() checks that Triton and the models are alive
 
 
 @dataclass(frozen=True)
@@ -498,6 +499,7 @@ class BasamServer:
         )
         self._triton = None
         self._fronts: list = []  # HttpFront / GrpcFront
+        self._stop_requested = threading.Event()
 
     @property
     def urls(self) -> Dict[str, str]:
@@ -581,6 +583,7 @@ class BasamServer:
                 private_grpc,
                 max_message_bytes=c.max_request_bytes,
                 error_line=error_line,
+                grace_s=c.exit_timeout_s,
             ),
             HttpFront(
                 c.host,
@@ -589,6 +592,7 @@ class BasamServer:
                 name="http",
                 max_body_bytes=c.max_request_bytes,
                 error_line=error_line,
+                grace_s=c.exit_timeout_s,
             ),
         ]
         if c.metrics_port:
@@ -599,6 +603,7 @@ class BasamServer:
                     private_metrics,
                     name="metrics",
                     max_body_bytes=c.max_request_bytes,
+                    grace_s=c.exit_timeout_s,
                 )
             )
         for front in fronts:
@@ -613,26 +618,31 @@ class BasamServer:
         Returns ``stop()``'s answer: False when a request was left running."""
         if self._triton is None:
             self.start()
-        interrupted = []
+        interrupted = self._stop_requested
 
         def interrupt(signum, frame) -> None:
-            # PyTriton's serve loop stops Triton cleanly on KeyboardInterrupt; SIGTERM goes there.
-            interrupted.append(signum)
-            raise KeyboardInterrupt
+            # Not PyTriton's serve(): it stops Triton on KeyboardInterrupt and waits for the
+            # requests in flight without a bound, before our stop flag could be set.
+            self.models.stop()
+            interrupted.set()
 
         restore = {}
         if threading.current_thread() is threading.main_thread():
             restore = {
                 sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
             }
+        requested = False
         try:
-            with _interpreter_libs_first():  # serve() restarts a Triton that is not running
-                self._triton.serve()  # returns on KeyboardInterrupt or when Triton dies
+            while not interrupted.wait(MONITORING_PERIOD_S):
+                triton = self._triton
+                if triton is None or not triton.is_alive():
+                    break
+            requested = interrupted.is_set()
         finally:
             for sig, handler in restore.items():
                 signal.signal(sig, handler)
             finished = self.stop()
-        if restore and not interrupted:
+        if not requested:
             log = self.config.triton_log or "its log above"
             raise BasamError(f"Triton Inference Server stopped unexpectedly: see {log}")
         return finished
@@ -642,6 +652,13 @@ class BasamServer:
         running ``exit_timeout_s + STOP_GRACE_S`` seconds later is left behind: returns False
         then (the process should exit without waiting for it), True otherwise."""
         self.models.stop()
+        self._stop_requested.set()
+        # The fronts first: they let their calls in flight finish (ended early by the flag)
+        # and close their connections to Triton, which would otherwise hold Triton's exit
+        # for --exit-timeout.
+        fronts, self._fronts = self._fronts, []
+        for front in fronts:
+            front.stop()
         triton, self._triton = self._triton, None
         finished = True
         if triton is not None:
@@ -655,9 +672,6 @@ class BasamServer:
                     "a request was still running %d s after the stop",
                     self.config.exit_timeout_s + STOP_GRACE_S,
                 )
-        fronts, self._fronts = self._fronts, []
-        for front in fronts:
-            front.stop()
         return finished
 
     def __enter__(self) -> "BasamServer":
