@@ -388,6 +388,20 @@ def test_build_without_tensorrt_is_one_line_naming_the_package(fp32, monkeypatch
     assert not (fp32 / "encoder.engine").exists()
 
 
+def test_build_without_polygraphy_is_one_line_before_the_plan(fp32, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tensorrt", trt_enums())
+    monkeypatch.setitem(sys.modules, "polygraphy", None)
+    monkeypatch.setattr(sys, "argv", ["basam-trt", "build", str(fp32 / "encoder.onnx")])
+    with pytest.raises(SystemExit) as exit_info:
+        entry()
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.out == ""
+    assert captured.err == (
+        "basam-trt: error: Polygraphy is not installed: pip install 'polygraphy>=0.49.20' (part "
+        "of basam-deploy[trt])\n"
+    )
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

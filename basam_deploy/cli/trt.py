@@ -155,9 +155,11 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(trtexec_command(plan))
         return 0
     from ..tensorrt.builder import build_engine
-    from ..tensorrt.trt_import import import_tensorrt
+    from ..tensorrt.trt_import import import_polygraphy_trt, import_tensorrt
 
-    trt = import_tensorrt()  # before printing anything: without TensorRT, one line and exit 2
+    # before printing anything: without TensorRT or Polygraphy, one line and exit 2
+    trt = import_tensorrt()
+    import_polygraphy_trt()
     print(plan.describe())
     build_engine(plan, trt=trt, verbose=args.verbose)
     if args.check:
