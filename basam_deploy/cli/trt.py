@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import BasamError
-from . import ArgumentParser, parse_size, run, trt_compare
+from . import ArgumentParser, parse_size, run, trt_compare, trt_selftest
 
 PROG = "basam-trt"
 
@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     triton.add_argument("--force", action="store_true", help="replace an earlier repository")
     triton.add_argument("--dry-run", action="store_true", help="print the plan and the configs")
     trt_compare.add_parser(commands)
+    trt_selftest.add_parser(commands)
     return parser
 
 
@@ -281,6 +282,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "triton-repo": cmd_triton_repo,
     "compare": trt_compare.cmd_compare,
+    "selftest": trt_selftest.cmd_selftest,
 }
 
 
