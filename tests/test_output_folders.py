@@ -229,7 +229,7 @@ needs_capsh = pytest.mark.skipif(
 )
 
 
-def _without_dac_override(command: str, cwd: Path) -> subprocess.CompletedProcess:
+def without_dac_override(command: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run ``command`` as root without CAP_DAC_OVERRIDE: file permissions apply as for a user."""
     return subprocess.run(
         ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", command],
@@ -260,7 +260,7 @@ def test_a_backup_that_cannot_be_removed_is_named_not_ignored(tmp_path):
         """
     )
     (tmp_path / "s.py").write_text(script)
-    done = _without_dac_override(f"{sys.executable} s.py", tmp_path)
+    done = without_dac_override(f"{sys.executable} s.py", tmp_path)
     assert done.returncode == 0, done.stderr
     assert "could not remove" in done.stdout and "Permission denied" in done.stdout
     assert (tmp_path / "repo" / "v").read_text() == "2"  # the new output is in place
@@ -275,7 +275,7 @@ def test_an_unwritable_output_is_refused_in_one_line_before_tracing(tmp_path):
     parent.mkdir()
     parent.chmod(0o555)
     start = time.perf_counter()
-    done = _without_dac_override(f"basam-export --output {parent / 'out'}", tmp_path)
+    done = without_dac_override(f"basam-export --output {parent / 'out'}", tmp_path)
     seconds = time.perf_counter() - start
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "cannot write in" in done.stderr

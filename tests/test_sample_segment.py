@@ -3,12 +3,14 @@ README's set-up: the sample on a shipped non-square image gives the same mask on
 PyTorch (mask IoU >= 0.98), writes real PNGs, and refuses bad input with one line."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_output_folders import needs_capsh, without_dac_override
 
 from basam_deploy import BasamError, build_sam
 from basam_deploy.export.onnx_export import ExportOptions, export_onnx
@@ -151,3 +153,62 @@ def test_missing_shipped_weights_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(weights, "__file__", str(tmp_path / "__init__.py"))
     with pytest.raises(BasamError, match="reinstall basam-deploy"):
         weights.shipped_checkpoint("tiny")
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("{dir}", "is a folder: give a file name"),
+        ("{dir}/mask.tiffx", "cannot write .tiffx images; name it .png"),
+        ("{dir}/mask", "cannot write a file without an extension"),
+        ("{file}/mask.png", "is not a folder; choose another --output"),
+    ],
+)
+def test_sample_output_that_cannot_be_written_is_one_line_before_any_work(
+    segment, tmp_path, capsys, monkeypatch, output, message
+):
+    (tmp_path / "file").write_text("x")
+    output = output.format(dir=tmp_path, file=tmp_path / "file")
+    monkeypatch.setattr(segment, "make_predictor", lambda args: pytest.fail("ran the model"))
+    argv = [str(IMAGES / "shapes.jpg"), "--point", "10,10", "--output", output]
+    code = segment.run("segment.py", segment.main, argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no .tmp left anywhere
+
+
+def test_sample_writes_the_format_its_extension_names(segment, tmp_path):
+    overlay, mask = tmp_path / "overlay.jpg", tmp_path / "mask.png"
+    argv = [str(IMAGES / "shapes.jpg"), "--point", "300,46", "--output", str(overlay)]
+    assert segment.run("segment.py", segment.main, argv + ["--mask-output", str(mask)]) == 0
+    assert overlay.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG's magic, not a PNG under .jpg
+    assert mask.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.png", "overlay.jpg"]
+
+
+def test_sample_on_a_damaged_export_is_one_line(segment, onnx_folder, tmp_path, capsys):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(onnx_folder, damaged)
+    encoder = damaged / "encoder.onnx"
+    encoder.write_bytes(encoder.read_bytes()[: encoder.stat().st_size // 2])  # a cut download
+    argv = [str(IMAGES / "shapes.jpg"), "--point", "300,46", "--backend", "onnxruntime"]
+    argv += ["--onnx", str(damaged), "--output", str(tmp_path / "o.png")]
+    assert segment.run("segment.py", segment.main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "encoder.onnx differs from the file its manifest describes (sha256 mismatch)" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "o.png").exists()
+
+
+@needs_capsh
+def test_sample_output_in_a_read_only_folder_is_one_line_and_leaves_nothing(tmp_path):
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    command = f"{sys.executable} {ROOT / 'samples/python/segment.py'} "
+    command += f"{IMAGES / 'shapes.jpg'} --point 300,46 --output {read_only / 'o.png'}"
+    done = without_dac_override(command, tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "cannot write in" in done.stderr and "Permission denied" in done.stderr
+    assert list(read_only.iterdir()) == []

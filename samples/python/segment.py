@@ -1,4 +1,4 @@
-"""Segment one image from point / box prompts and write the mask over it as a PNG.
+"""Segment one image from point / box prompts and write the mask over it as an image.
 
     python samples/python/segment.py samples/images/shapes.jpg --point 300,46
     python samples/python/segment.py samples/images/chelsea.jpg --point 220,120 \\
@@ -15,11 +15,12 @@ original-image pixels.
 
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from basam_deploy import BasamError, Predictor, build_sam
+from basam_deploy.artifacts import check_writable, staged_file
 from basam_deploy.cli import ArgumentParser, run
 
 DEFAULT_ONNX = Path("export/out")
@@ -65,8 +66,13 @@ def build_parser() -> ArgumentParser:
         action="store_true",
         help="one mask even for a lone point (default: best of three for a lone point)",
     )
-    p.add_argument("--output", type=Path, default=Path("segment.png"), help="overlay PNG")
-    p.add_argument("--mask-output", type=Path, default=None, help="also the binary mask PNG")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=Path("segment.png"),
+        help="the overlay image; its extension picks the format (.png, .jpg, ...)",
+    )
+    p.add_argument("--mask-output", type=Path, default=None, help="also the binary mask image")
     return p
 
 
@@ -81,6 +87,11 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise BasamError(f"cannot read {path} as an image ({exc}): give a PNG or JPEG") from None
+
+
+def outputs(args) -> Dict[str, Path]:
+    named = {"--output": args.output, "--mask-output": args.mask_output}
+    return {option: path for option, path in named.items() if path is not None}
 
 
 def make_predictor(args) -> Predictor:
@@ -125,14 +136,31 @@ def overlay(
     return out
 
 
-def write_png(path: Path, pixels: np.ndarray) -> None:
-    """Written to a temporary name and renamed: an interrupted run leaves no half-written PNG."""
+def image_format(path: Path, option: str) -> str:
+    """The image format ``path``'s extension names (PIL's), checked before any work: a folder, an
+    extension PIL cannot write, or a folder that cannot be written in is one line."""
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(pixels).save(tmp, format="PNG")
-    tmp.replace(path)
+    if path.is_dir():
+        raise BasamError(f"{option} {path} is a folder: give a file name such as {path}/mask.png")
+    Image.init()  # registers every format PIL has a plugin for
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise BasamError(
+            f"{option} {path}: cannot write {path.suffix or 'a file without an extension'} "
+            f"images; name it .png (lossless) or .jpg"
+        )
+    check_writable(path.parent, option)
+    return fmt
+
+
+def write_image(path: Path, pixels: np.ndarray, fmt: str) -> None:
+    """In the format the extension names; written to a temporary name and renamed, so an
+    interrupted run leaves no half-written file (and no temporary one)."""
+    from PIL import Image
+
+    with staged_file(path) as staging:
+        Image.fromarray(pixels).save(staging, format=fmt)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -144,6 +172,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     points += [parse_xy(t, 2, "--background") for t in args.background]
     labels = [1] * len(args.point) + [0] * len(args.background)
     box = np.array(parse_xy(args.box, 4, "--box"), np.float32) if args.box else None
+    formats = {option: image_format(path, option) for option, path in outputs(args).items()}
 
     predictor = make_predictor(args)
     predictor.set_image(image)
@@ -160,9 +189,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     mask = result.masks[0, best]
 
     drawn = overlay(image, mask, coords if coords is not None else np.zeros((0, 2)), labels, box)
-    write_png(args.output, drawn)
+    write_image(args.output, drawn, formats["--output"])
     if args.mask_output:
-        write_png(args.mask_output, mask.astype(np.uint8) * 255)
+        write_image(args.mask_output, mask.astype(np.uint8) * 255, formats["--mask-output"])
     height, width = image.shape[:2]
     print(
         f"{args.image.name} ({width}x{height}, {args.backend}): mask of {int(mask.sum())} px "
