@@ -19,6 +19,7 @@ import types
 from enum import IntEnum
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -1050,3 +1051,136 @@ def test_staged_file_replaces_atomically_or_leaves_the_old_file(tmp_path):
     assert target.read_bytes() == b"one" and sorted(p.name for p in target.parent.iterdir()) == [
         "f.bin"
     ]
+
+
+# The runner: our checks and choices around Polygraphy's TrtRunner, with stand-ins ----------------
+
+
+class StandInEngine:
+    """An ICudaEngine with one input 'image' and one output, its profiles those of a manifest;
+    like 11.x, only ``device_memory_size_v2``."""
+
+    device_memory_size_v2 = 0
+
+    def __init__(self, manifest):
+        self.ranges = [p["image"] for p in manifest_profiles(manifest)]
+        self.num_io_tensors, self.num_optimization_profiles = 2, len(self.ranges)
+
+    def get_tensor_name(self, index):
+        return ("image", "image_embeddings")[index]
+
+    def get_tensor_mode(self, name):
+        return "INPUT" if name == "image" else "OUTPUT"
+
+    def is_shape_inference_io(self, name):
+        return False
+
+    def get_tensor_profile_shape(self, name, index):
+        r = self.ranges[index]
+        return [list(r.min), list(r.opt), list(r.max)]
+
+    def get_tensor_dtype(self, name):
+        return types.SimpleNamespace(name="FLOAT")
+
+
+class StandInTrtRunner:
+    """Polygraphy's TrtRunner as TensorRTRunner uses it; like it, reuses one output buffer."""
+
+    def __init__(self, engine_loader, log):
+        self.engine_loader, self.log, self.is_active = engine_loader, log, False
+        self.buffer = torch.zeros(1)
+
+    def activate(self):
+        self.engine, self.is_active = self.engine_loader(), True
+
+    def deactivate(self):
+        self.is_active = False
+        self.log.append("deactivate")
+
+    def set_profile(self, index):
+        self.log.append(("set_profile", index))
+
+    def infer(self, feed, copy_outputs_to_host):
+        image = feed["image"]
+        self.log.append(("infer", image.dtype, tuple(image.shape), copy_outputs_to_host))
+        if image.shape[2] == 272:  # what Polygraphy raises on TensorRT's refusal
+            from polygraphy.exception import PolygraphyException
+
+            raise PolygraphyException("For input: image, failed to set shape to: (1, 3, 272, 272)")
+        self.buffer.fill_(float(image.sum()))
+        return {"image_embeddings": self.buffer}
+
+
+@pytest.fixture
+def stand_in_runtime(built, monkeypatch):
+    """TensorRTRunner on ``built`` with TensorRT, Polygraphy and a CUDA device stood in (the
+    device mapped to the CPU): (runner, log of Polygraphy calls)."""
+    log = []
+    manifest = read_engine_manifest(built)
+    trt = types.SimpleNamespace(
+        __version__="10.13.0.35",
+        TensorIOMode=types.SimpleNamespace(INPUT="INPUT"),
+        ICudaEngine=StandInEngine,
+    )
+    polygraphy = types.SimpleNamespace(
+        TrtRunner=lambda loader: StandInTrtRunner(loader, log),
+        EngineFromBytes=lambda data: lambda: StandInEngine(manifest),
+    )
+    cpu_torch = types.SimpleNamespace(
+        cuda=types.SimpleNamespace(
+            set_device=lambda index: None,
+            current_stream=lambda device: types.SimpleNamespace(synchronize=lambda: None),
+        ),
+        device=lambda kind, index: torch.device("cpu"),
+        from_numpy=torch.from_numpy,
+        float32=torch.float32,
+    )
+    monkeypatch.setattr(runtime, "require_cuda", lambda: cpu_torch)
+    monkeypatch.setattr(runtime, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(runtime, "import_polygraphy_trt", lambda: polygraphy)
+    monkeypatch.setattr(
+        runtime, "current_gpu", lambda device: GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
+    )
+    return runtime.TensorRTRunner(built), log
+
+
+def test_runner_picks_the_narrowest_profile_switches_only_on_change_and_copies_outputs(
+    stand_in_runtime,
+):
+    runner, log = stand_in_runtime
+    runner.activate()
+    assert runner.profiles == manifest_profiles(runner.manifest)
+    assert runner.input_names == ["image"] and runner.output_names == ["image_embeddings"]
+    first = runner.infer({"image": np.ones((1, 3, 512, 512))})  # float64 in: cast to the engine's
+    second = runner.infer({"image": np.ones((1, 3, 256, 256))})  # same profile: no switch
+    third = runner.infer({"image": np.ones((2, 3, 1024, 1024))})  # batch 2 at 1024: profile 1
+    assert [e for e in log if e[0] == "set_profile"] == [("set_profile", 0), ("set_profile", 1)]
+    assert log[1] == ("infer", torch.float32, (1, 3, 512, 512), False)
+    # each result is its own copy, although Polygraphy reuses its output buffer
+    assert first["image_embeddings"][0] == 3 * 512 * 512
+    assert second["image_embeddings"][0] == 3 * 256 * 256
+    assert third["image_embeddings"][0] == 2 * 3 * 1024 * 1024
+    assert runner.device_memory_bytes == 0  # a real 0 from device_memory_size_v2
+    runner.deactivate()
+    assert log[-1] == "deactivate" and runner.engine is None
+
+
+def test_runner_errors_are_one_line(stand_in_runtime, built):
+    runner, log = stand_in_runtime
+    with pytest.raises(BasamError, match=r"no optimization profile serves image 1x3x4096x4096"):
+        runner.infer({"image": np.ones((1, 3, 4096, 4096), np.float32)})
+    with pytest.raises(BasamError) as info:
+        runner.infer({"image": np.ones((1, 3, 272, 272), np.float32)})
+    assert str(info.value) == (
+        "tensorrt:enc.engine: For input: image, failed to set shape to: (1, 3, 272, 272) "
+        "(TensorRT's message above)"
+    )
+    with pytest.raises(BasamError, match="missing input"):
+        runner.infer({})
+    runner.deactivate()
+    manifest = json.loads(Path(str(built) + ".json").read_text())
+    manifest["profiles"] = manifest["profiles"][:2]
+    Path(str(built) + ".json").write_text(json.dumps(manifest))
+    with pytest.raises(BasamError, match="the profiles in enc.engine differ from its manifest's"):
+        runner.activate()
+    assert log[-1] == "deactivate"  # Polygraphy's runner is not left active
