@@ -10,6 +10,7 @@ import http.client
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -691,11 +692,17 @@ def test_client_sample_writes_the_overlay_png(server, tmp_path):
 # -- the onnxruntime backend ------------------------------------------------------------------------
 
 
-def test_onnxruntime_backend_serves_an_export(checkpoint, tmp_path_factory):
-    """The library API in-process (``BasamServer``) on an export, against ``Predictor.from_onnx``."""
+@pytest.fixture(scope="module")
+def onnx_export(checkpoint, tmp_path_factory):
     folder = tmp_path_factory.mktemp("onnx") / "export"
     sam = build_sam("tiny", "basam", checkpoint)
     export_onnx(sam, folder, ExportOptions(max_size=1024, check=False), progress=lambda s: None)
+    return folder
+
+
+def test_onnxruntime_backend_serves_an_export(onnx_export):
+    """The library API in-process (``BasamServer``) on an export, against ``Predictor.from_onnx``."""
+    folder = onnx_export
     backend = load_backend("onnxruntime", onnx=folder)
     http, grpc = free_ports(2)
     config = ServeConfig(http_port=http, grpc_port=grpc, metrics_port=0, triton_log=folder / "log")
@@ -713,6 +720,35 @@ def test_onnxruntime_backend_serves_an_export(checkpoint, tmp_path_factory):
     want = reference.predict(coords, labels)
     assert mask_iou(got["masks"][0], want.masks) >= 0.99
     np.testing.assert_allclose(got["iou_predictions"][0], want.iou_predictions, atol=1e-4)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte"])
+def test_a_damaged_export_is_one_line_before_the_server_starts(
+    onnx_export, tmp_path, damage, capsys
+):
+    """basam-serve --backend onnxruntime on a corrupt decoder.onnx: was a protobuf DecodeError
+    traceback; the export's manifest sha256 is checked first (artifacts.verify_listed_file, through
+    Predictor.from_onnx, which load_backend uses)."""
+    from basam_deploy.cli import run
+    from basam_deploy.cli.serve import main
+
+    folder = tmp_path / "export"
+    shutil.copytree(onnx_export, folder)
+    decoder = folder / "decoder.onnx"
+    data = bytearray(decoder.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 3] ^= 0xFF
+    decoder.write_bytes(bytes(data))
+    http, grpc = free_ports(2)
+    ports = ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", "0"]
+    assert (
+        run("basam-serve", main, [*ports, "--backend", "onnxruntime", "--onnx", str(folder)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "decoder.onnx differs from the file its manifest describes (sha256 mismatch)" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 # -- stopping (last: it stops the module's server) ------------------------------------------------
