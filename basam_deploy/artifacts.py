@@ -22,6 +22,8 @@ from .errors import BasamError
 MANIFEST = "manifest.json"
 # Staging folders inside an output folder (``staged_output``): .basam-staging.XXXXXXXX
 STAGING_PREFIX = "basam-staging"
+# Manifest records whose ``file`` the output itself wrote (basam-export's parity report).
+WRITTEN_RECORDS = ("parity",)
 
 
 def sha256(path: Path) -> str:
@@ -94,8 +96,9 @@ def verify_listed_file(path: Path, tool: str = "basam-export") -> Tuple[Dict[str
 
 def listed_files(manifest: Mapping[str, object]) -> Set[str]:
     """The file names an output's manifest says are its own: the manifest itself, every entry of
-    ``files`` with its external data, and every other ``{"file": NAME}`` it refers to (the parity
-    report). Only plain names inside the folder count (no path separator, no '..')."""
+    ``files`` with its external data, and the ``file`` of the records in ``WRITTEN_RECORDS`` (the
+    parity report). Other records name inputs (``checkpoint: {"file": ...}``), never ours to
+    replace. Only plain names inside the folder count (no path separator, no '..')."""
     names = {MANIFEST}
     files = manifest.get("files")
     if isinstance(files, Mapping):
@@ -104,9 +107,10 @@ def listed_files(manifest: Mapping[str, object]) -> Set[str]:
             external = entry.get("external_data") if isinstance(entry, Mapping) else None
             if isinstance(external, Mapping):
                 names.add(str(external.get("file")))
-    for value in manifest.values():
-        if isinstance(value, Mapping) and isinstance(value.get("file"), str):
-            names.add(value["file"])
+    for key in WRITTEN_RECORDS:
+        record = manifest.get(key)
+        if isinstance(record, Mapping) and isinstance(record.get("file"), str):
+            names.add(record["file"])
     return {n for n in names if n and n not in (".", "..") and "/" not in n and "\\" not in n}
 
 

@@ -45,6 +45,8 @@ def write_export(folder: Path, files=("encoder.onnx", "decoder.onnx"), parity=Tr
     for name in files:
         (folder / name).write_text(f"old {name}")
     manifest = {"tool": TOOL, "files": {n: {"sha256": "x"} for n in files}, "parity": None}
+    # An input's record: the checkpoint it was made from, by file name (issue 14 §5).
+    manifest["checkpoint"] = {"file": "my_model.pth", "sha256": "z", "source": "file"}
     if parity:
         (folder / "parity.json").write_text("{}")
         manifest["parity"] = {"passed": True, "file": "parity.json"}
@@ -68,6 +70,7 @@ def test_reexport_replaces_its_own_files_and_keeps_engines_and_user_files(tmp_pa
     (out / "encoder.engine").write_bytes(b"engine built for hours")
     (out / "encoder.engine.json").write_text('{"tool": "basam-trt"}')
     (out / "notes.txt").write_text("mine")
+    (out / "my_model.pth").write_bytes(b"the checkpoint the manifest names, an input")
     with staged_output(out, TOOL) as work:
         stage_export(work)  # this export has no parity report (--no-check)
     assert sorted(p.name for p in out.iterdir()) == [
@@ -76,12 +79,18 @@ def test_reexport_replaces_its_own_files_and_keeps_engines_and_user_files(tmp_pa
         "encoder.engine.json",
         "encoder.onnx",
         "manifest.json",
+        "my_model.pth",
         "notes.txt",
     ]  # parity.json was the earlier export's own: removed with it
     assert (out / "encoder.onnx").read_text() == "new encoder.onnx"
     assert (out / "encoder.engine").read_bytes() == b"engine built for hours"
     assert (out / "notes.txt").read_text() == "mine"
-    assert foreign_entries(out, TOOL) == ["encoder.engine", "encoder.engine.json", "notes.txt"]
+    assert foreign_entries(out, TOOL) == [
+        "encoder.engine",
+        "encoder.engine.json",
+        "my_model.pth",
+        "notes.txt",
+    ]
 
 
 def test_a_user_file_with_an_export_name_is_refused_before_tracing(tmp_path, monkeypatch):
