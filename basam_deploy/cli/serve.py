@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULTS.exit_timeout_s,
         metavar="S",
-        help="on stop, seconds to let in-flight requests finish "
+        help="on stop, seconds to let in-flight requests finish; they end at their next chunk "
         f"(default {DEFAULTS.exit_timeout_s})",
     )
     net.add_argument(
