@@ -363,7 +363,9 @@ def export_onnx(
 ) -> ExportResult:
     """Export ``sam`` to ``output``/{encoder,decoder}.onnx with a manifest; check parity if asked.
 
-    The folder is written under a temporary name and renamed into place when complete. With
+    The files are written in a staging folder inside ``output`` and moved into place when
+    complete (``artifacts.staged_output``): an earlier export's files are replaced, anything else
+    in the folder (engines built beside it, a user's files) is kept. With
     ``options.check`` the files are compared with PyTorch in onnxruntime; a failed check keeps the
     files but marks the manifest (``parity.passed: false``) and ``ExportResult.passed`` is False.
     """
