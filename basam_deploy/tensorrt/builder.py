@@ -21,7 +21,10 @@ loader.py, config.py, profile.py; the parameters used here all exist since 0.49.
 
 ``build_engine`` parses, then runs ``EngineBytesFromNetwork`` (saving the timing cache into a staged
 copy) and Polygraphy's ``SaveBytes`` into a staged engine file, writes the manifest, and renames both
-into place only when everything succeeded.
+into place only when everything succeeded. (``SaveEngine`` would need ``EngineFromNetwork``, which
+deserializes the engine on the GPU only to serialize it again; the runner deserializes it anyway.)
+The loaders used here exist with these parameters in Polygraphy 0.49.20 (tools/Polygraphy at
+TensorRT v10.9.0) as in 0.53.6.
 
 What stays ours, and why: Polygraphy's ``LoadPlugins`` loads shared libraries with ctypes, while a
 quickly deployable plugin registers itself when its Python module is imported (``ImportPluginModule``);

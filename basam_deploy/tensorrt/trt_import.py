@@ -7,6 +7,8 @@ this version offers from ``Capabilities.of(trt)``. Every enum member is looked u
 (STRONGLY_TYPED = 1, EXPLICIT_BATCH = 0) and 11.x (STRONGLY_TYPED = 0 and ignored, EXPLICIT_BATCH gone),
 and 11.x removed ``BuilderFlag.FP16`` (weak typing) altogether. ``Capabilities.of`` takes any object
 with TensorRT's attribute names, so the gates are tested here with stand-ins for both lines.
+``import_polygraphy_trt()`` does the same for Polygraphy's TensorRT backend (builder.py, runtime.py),
+whose loaders import TensorRT themselves, lazily.
 """
 
 import importlib
