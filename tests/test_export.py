@@ -2,6 +2,9 @@
 sizes the export's own parity ladder does not use; manifests, determinism, bad input."""
 
 import json
+import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -10,6 +13,7 @@ import torch
 from conftest import randomize_
 
 from basam_deploy import BasamError, build_sam
+from basam_deploy.artifacts import sha256
 from basam_deploy.export import onnx_export
 from basam_deploy.export.graphs import DecoderGraph, EncoderGraph
 from basam_deploy.export.onnx_export import ExportOptions, export_onnx
@@ -84,8 +88,6 @@ def test_manifest_and_metadata_say_what_made_the_files(exported):
     assert manifest["preset"] == PRESETS[name][0] and manifest["model"] == "tiny"
     assert manifest["size_range"]["max"] == 2048 and manifest["opset"] == onnx_export.DEFAULT_OPSET
     assert manifest["versions"]["torch"] == torch.__version__
-    from basam_deploy.artifacts import sha256
-
     for file in ("encoder.onnx", "decoder.onnx"):
         assert manifest["files"][file]["sha256"] == sha256(result.folder / file)
         model = onnx.load(result.folder / file)
@@ -100,23 +102,43 @@ def test_manifest_and_metadata_say_what_made_the_files(exported):
         assert manifest["bias_metric"] == "manhattan" and manifest["bias_slope"] == 1 / 16
 
 
-def test_graph_has_no_size_baked_in_and_exports_deterministically(tmp_path):
-    sam = randomize_(build_sam("tiny", "basam"), seed=3)
-    small = export_onnx(
-        sam, tmp_path / "a", ExportOptions(max_size=1024, check=False), progress=quiet
-    )
-    large = export_onnx(
-        sam, tmp_path / "b", ExportOptions(max_size=4096, check=False), progress=quiet
-    )
-    again = export_onnx(
-        sam, tmp_path / "c", ExportOptions(max_size=4096, check=False), progress=quiet
-    )
+def test_graph_has_no_size_baked_in_and_exports_deterministically(tmp_path, monkeypatch):
+    """Same weights, exported from two copies of the checkpoint in two folders and two working
+    directories: byte-identical files that hold no local path (file name and sha256 only)."""
+    clones = [tmp_path / "clone-one" / "weights", tmp_path / "second clone" / "ckpt"]
+    for folder in clones:
+        folder.mkdir(parents=True)
+    torch.save(randomize_(build_sam("tiny", "basam"), seed=3).state_dict(), clones[0] / "w.pth")
+    shutil.copyfile(clones[0] / "w.pth", clones[1] / "w.pth")
+    sam = build_sam("tiny", "basam", checkpoint=clones[0] / "w.pth")
+
+    def export(folder, max_size, clone):
+        monkeypatch.chdir(clone)
+        options = ExportOptions(max_size=max_size, check=False)
+        return export_onnx(
+            sam, tmp_path / folder, options, checkpoint=clone / "w.pth", progress=quiet
+        )
+
+    small = export("a", 1024, clones[0])
+    large = export("b", 4096, clones[0])
+    again = export("c", 4096, clones[1])
     size = lambda r: (r.folder / "encoder.onnx").stat().st_size  # noqa: E731
     assert abs(size(small) - size(large)) / size(large) < 0.01
     graph = lambda r, f: onnx.load(r.folder / f).graph.SerializeToString()  # noqa: E731
-    for file in ("encoder.onnx", "decoder.onnx"):
-        assert graph(small, file) == graph(large, file)  # the range only changes metadata
+    for file in ("encoder.onnx", "decoder.onnx", "manifest.json"):
+        if file.endswith(".onnx"):
+            assert graph(small, file) == graph(large, file)  # the range only changes metadata
         assert (large.folder / file).read_bytes() == (again.folder / file).read_bytes()
+    assert again.manifest["checkpoint"] == {
+        "file": "w.pth",
+        "sha256": sha256(clones[1] / "w.pth"),
+        "source": "file",
+    }
+    local = [str(tmp_path), str(Path.home()), sys.prefix, str(Path(onnx_export.__file__).parent)]
+    for result in (small, large, again):
+        for path in result.folder.iterdir():
+            text = path.read_bytes()
+            assert not [p for p in local if p.encode() in text], path.name
 
 
 def test_parity_failure_keeps_files_marked_failed(tmp_path, monkeypatch):

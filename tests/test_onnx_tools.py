@@ -40,7 +40,16 @@ FP32_RELATIVE = 1e-4  # exported graph vs PyTorch, ||onnx - torch|| / ||torch||
 # A frozen graph vs the dynamic one, both in onnxruntime: constant folding evaluates the same ops
 # once ahead of time (measured: 2.5e-7 max abs on the encoder, 4.2e-7 on the decoder).
 FROZEN_MAX_ABS = 1e-5
-STATIC_HW = (272, 400)  # the size `sanitize` freezes: both multiples of 16, non-square
+STATIC_HW = (272, 400)  # the size `sanitize` and `lint` use: both multiples of 16, non-square
+GRID_H, GRID_W = STATIC_HW[0] // 16, STATIC_HW[1] // 16
+ENCODER_SHAPES = {"image": [1, 3, *STATIC_HW]}
+DECODER_SHAPES = {
+    "image_embeddings": [1, 64, GRID_H, GRID_W],
+    "point_coords": [2, 3, 2],
+    "point_labels": [2, 3],
+    "mask_input": [2, 1, 4 * GRID_H, 4 * GRID_W],
+    "has_mask_input": [2],
+}
 
 
 def quiet(_: str) -> None:
@@ -66,6 +75,11 @@ class Exports:
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> Exports:
     return Exports(tmp_path_factory.mktemp("onnx_tools"))
+
+
+def shape_args(shapes: Dict[str, List[int]]) -> List[str]:
+    """Polygraphy's ``name:[d0,d1,...]`` input-shape arguments."""
+    return [f"{name}:[{','.join(map(str, dims))}]" for name, dims in shapes.items()]
 
 
 def polygraphy(*args: str) -> subprocess.CompletedProcess:
@@ -119,9 +133,8 @@ def test_encoder_graph_refuses_sides_that_are_not_multiples_of_16(exports, bias)
 
 
 def sanitize(source: Path, target: Path, shapes: Dict[str, List[int]]) -> onnx.ModelProto:
-    overrides = [f"{name}:{list(dims)}".replace(" ", "") for name, dims in shapes.items()]
     done = polygraphy(
-        "surgeon", "sanitize", str(source), "--override-input-shapes", *overrides,
+        "surgeon", "sanitize", str(source), "--override-input-shapes", *shape_args(shapes),
         "--fold-constants", "-o", str(target),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -133,34 +146,20 @@ def sanitize(source: Path, target: Path, shapes: Dict[str, List[int]]) -> onnx.M
 
 def test_frozen_shape_sanitize_runs_and_matches_the_dynamic_graphs(exports, tmp_path):
     folder = exports["subgraph"]
-    height, width = STATIC_HW
-    grid_h, grid_w = height // 16, width // 16
-    encoder = sanitize(
-        folder / "encoder.onnx", tmp_path / "encoder.onnx", {"image": [1, 3, height, width]}
-    )
+    encoder = sanitize(folder / "encoder.onnx", tmp_path / "encoder.onnx", ENCODER_SHAPES)
     # Every size-derived value was folded: nothing is left that reads a shape at run time.
     assert not [n.name for n in encoder.graph.node if n.op_type == "Shape"]
-    x = image(1, height, width, seed=2)
+    x = image(1, *STATIC_HW, seed=2)
     dynamic = OnnxRuntimeRunner(folder / "encoder.onnx").infer({"image": x})["image_embeddings"]
     frozen = OnnxRuntimeRunner(tmp_path / "encoder.onnx").infer({"image": x})["image_embeddings"]
-    assert frozen.shape == dynamic.shape == (1, 64, grid_h, grid_w)
+    assert frozen.shape == dynamic.shape == (1, 64, GRID_H, GRID_W)
     assert np.abs(frozen - dynamic).max() < FROZEN_MAX_ABS
 
-    sanitize(
-        folder / "decoder.onnx",
-        tmp_path / "decoder.onnx",
-        {
-            "image_embeddings": [1, 64, grid_h, grid_w],
-            "point_coords": [2, 3, 2],
-            "point_labels": [2, 3],
-            "mask_input": [2, 1, 4 * grid_h, 4 * grid_w],
-            "has_mask_input": [2],
-        },
-    )
+    sanitize(folder / "decoder.onnx", tmp_path / "decoder.onnx", DECODER_SHAPES)
     feed = decoder_feed(dynamic, np.random.default_rng(3))
     dynamic_out = OnnxRuntimeRunner(folder / "decoder.onnx").infer(feed)
     frozen_out = OnnxRuntimeRunner(tmp_path / "decoder.onnx").infer(feed)
-    assert frozen_out["low_res_masks"].shape == (2, 4, 4 * grid_h, 4 * grid_w)
+    assert frozen_out["low_res_masks"].shape == (2, 4, 4 * GRID_H, 4 * GRID_W)
     for name, value in dynamic_out.items():
         assert np.abs(frozen_out[name] - value).max() < FROZEN_MAX_ABS, name
 
@@ -205,20 +204,23 @@ def downstream(model: onnx.ModelProto, roots: Set[str]) -> Set[str]:
     return reached - set(roots)
 
 
-@pytest.mark.parametrize("bias", ["subgraph", "plugin"])
-def test_polygraphy_lint_passes_and_names_the_plugin_op(exports, bias, tmp_path):
-    path = exports[bias] / "encoder.onnx"
-    report_path = tmp_path / "lint.json"
-    height, width = STATIC_HW
+def lint(path: Path, shapes: Dict[str, List[int]], report_path: Path) -> dict:
+    """``polygraphy check lint`` with input shapes; its JSON report (exit code 0 asserted)."""
     done = polygraphy(
-        "check", "lint", str(path), "--input-shapes", f"image:[1,3,{height},{width}]",
-        "-o", str(report_path),
+        "check", "lint", str(path), "--input-shapes", *shape_args(shapes), "-o", str(report_path)
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(report_path.read_text())
     assert report["summary"]["failing"] == []
+    assert [e for e in report["lint_entries"] if e["level"] != "warning"] == []
+    return report
+
+
+@pytest.mark.parametrize("bias", ["subgraph", "plugin"])
+def test_polygraphy_lint_passes_and_names_the_plugin_op(exports, bias, tmp_path):
+    path = exports[bias] / "encoder.onnx"
+    report = lint(path, ENCODER_SHAPES, tmp_path / "lint.json")
     entries = report["lint_entries"]
-    assert [e for e in entries if e["level"] != "warning"] == []
     model = onnx.load(path, load_external_data=False)
     names = {node.name for node in model.graph.node}
     fused = {node.name for node in fused_op.fused_nodes(model)}
@@ -234,6 +236,15 @@ def test_polygraphy_lint_passes_and_names_the_plugin_op(exports, bias, tmp_path)
     assert warned and warned <= fused
     assert all(f"{fused_op.DOMAIN}:{fused_op.OP_TYPE}" in e["message"] for e in entries)
     assert passing | fused | downstream(model, fused) == names
+
+
+def test_polygraphy_lint_passes_on_the_decoder(exports, tmp_path):
+    # One decoder serves both bias modes (the plugin only changes the encoder's global blocks).
+    path = exports["subgraph"] / "decoder.onnx"
+    report = lint(path, DECODER_SHAPES, tmp_path / "lint.json")
+    model = onnx.load(path, load_external_data=False)
+    assert report["lint_entries"] == []
+    assert set(report["summary"]["passing"]) == {node.name for node in model.graph.node}
 
 
 def test_clip_with_one_bound_becomes_min_or_max_with_no_empty_input():

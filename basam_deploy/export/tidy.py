@@ -51,7 +51,10 @@ def fill_clip_bounds(graph: gs.Graph) -> gs.Graph:
     the rel-pos tables' resize) as ``Clip(x, "", m)``, with an empty optional input.
     ``polygraphy check lint`` takes the empty name for a tensor that never arrives: it skips the
     node and, silently, every node after it (the whole encoder from the first global block on).
-    Min/Max with one bound compute the same, with no optional input left empty.
+    Min/Max with one bound compute the same, with no optional input left empty. TensorRT's parser
+    documents Min/Max for INT32/INT64 too (onnx-tensorrt docs/operators.md at the 11.1 commit
+    7c51a63), Clip for floating types only; its Clip importer lowers integer and multi-input Clips
+    to the same elementwise max/min anyway (onnxOpImporters.cpp, read at tag 10.1-GA).
     """
     for node in graph.nodes:
         if node.op != "Clip" or len(node.inputs) < 2:

@@ -112,9 +112,13 @@ def require_patch_multiple(x: torch.Tensor, patch: int) -> torch.Tensor:
     ``check_input`` raises in eager mode only: a traced graph has no Python, and ONNX has no assert
     op, while the patch embedding (a stride-``patch`` Conv) would silently drop the remainder rows
     and columns. A Reshape to the patch grid holds B 3 (H//patch) patch (W//patch) patch elements,
-    the input's count exactly when ``patch`` divides H and W; onnxruntime and TensorRT both refuse
-    a Reshape whose element count differs, at run time. torch.export sees H = patch * grid, so the
-    trace itself stays free of guards.
+    the input's count exactly when ``patch`` divides H and W. onnxruntime refuses a Reshape whose
+    element count differs when it runs it (tested). TensorRT checks a Reshape's volume in its shape
+    machine: at build time for each profile's min/opt/max shapes ("kOPT values for profile 0
+    violate shape constraints: IShuffleLayer ...: reshape would change volume", NVIDIA/TensorRT
+    issue 3405) and at run time for any other input shape ("shapeMachine.cpp ... Error Code 7 ...
+    reshape would change volume", issue 3990); not verifiable on this project's machines.
+    torch.export sees H = patch * grid, so the trace itself stays free of guards.
     """
     batch, channels, height, width = x.shape
     # B 3 H W -> B 3 (H/p) p (W/p) p -> B 3 H W
