@@ -584,6 +584,30 @@ def test_malformed_requests_never_fail_or_reach_other_clients(server, encoded, r
     assert not failures, "\n".join(failures)
 
 
+def test_nan_padding_points_are_inert_and_nan_prompts_refused(server, encoded, reference):
+    """A NaN point with label -1 (padding) gave NaN scores and all-False masks; a NaN point that
+    counts must be a one-line error (the Predictor's checks, behind the server)."""
+    c = client(server)
+    image = make_image(*SIZES[0])
+    reference.set_image(image)
+    coords = np.array([[[100, 100], [np.nan, np.nan]], [[300, 200], [np.inf, 1e30]]], np.float32)
+    labels = np.array([[1, -1], [1, -1]], np.int32)
+    got = decode(c, encoded, point_coords=coords, point_labels=labels)
+    want = reference.predict(np.where(np.isfinite(coords), coords, 0), labels)
+    assert np.isfinite(got["iou_predictions"]).all() and got["masks"].any()
+    assert mask_iou(got["masks"][0], want.masks) >= 0.99
+    np.testing.assert_allclose(got["iou_predictions"][0], want.iou_predictions, atol=1e-4)
+    for bad in (
+        {"point_coords": [[[np.nan, 10.0]]], "point_labels": [[1]]},
+        {"boxes": [[10.0, 10.0, np.inf, 50.0]]},
+    ):
+        with pytest.raises(InferenceServerException) as info:
+            decode(c, encoded, **bad)
+        message = info.value.message()
+        assert "not a finite number" in message and "\n" not in message, message
+    c.close()
+
+
 def test_pixel_limit_message_names_pixels_below_a_megapixel():
     image = np.zeros((1, 100, 100, 3), np.uint8)
     with pytest.raises(protocol.RequestError) as info:
