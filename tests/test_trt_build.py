@@ -769,6 +769,8 @@ def test_builder_runs_polygraphys_chain_and_writes_engine_manifest_and_cache(
     assert manifest == result.manifest
     assert manifest["engine"]["sha256"] == sha256(engine)
     assert manifest["source"]["sha256"] == sha256(fp32 / "encoder.onnx")
+    assert manifest["source"]["onnx"] == "encoder.onnx"  # no local path
+    assert str(tmp_path) not in json.dumps(manifest["source"])
     assert manifest["tensorrt"]["version"] == "10.13.0.35"
     assert manifest["precision"] == {"onnx": "fp32", "route": STRONGLY_TYPED, "tf32": False}
     assert manifest["plugins"] == [] and manifest["builder"]["workspace_bytes"] == 2 << 30

@@ -1,14 +1,14 @@
 """The engine manifest: ``ENGINE.json`` beside every engine ``basam-trt build`` writes.
 
 An engine is a single file (``encoder.engine``); its manifest is that name plus ``.json``
-(``encoder.engine.json``). It records what the engine was built from and for: the source ONNX and
-its sha256 (and the export's model, preset, bias and precision), the engine's own sha256, the
-optimization profiles with every input's min/opt/max, the precision route, the TensorRT version, the
-GPU name and compute capability, the plugins (with the PTX ISA version and target of the kernel a
-plugin engine embeds: the oldest CUDA driver that can run it follows from the version) and the
-builder settings. The runner refuses an engine
-whose manifest is missing, whose sha256 differs, or that was built by another TensorRT version or
-for another compute capability, each with one line naming the fix (rebuild).
+(``encoder.engine.json``). It records what the engine was built from and for: the source ONNX's
+file name (no local path) and sha256 (and the export's model, preset, bias and precision), the
+engine's own sha256, the optimization profiles with every input's min/opt/max, the precision
+route, the TensorRT version, the GPU name and compute capability, the plugins (with the PTX ISA
+version and target of each kernel a plugin engine embeds, and the oldest CUDA driver that runs
+them) and the builder settings. The runner refuses an engine whose manifest is missing, whose
+sha256 differs, or that was built by another TensorRT version or for another compute capability,
+each with one line naming the fix (rebuild).
 """
 
 import json
@@ -53,7 +53,7 @@ def engine_manifest(
             "bytes": engine_file.stat().st_size,
         },
         "source": {
-            "onnx": str(plan.onnx.resolve()),
+            "onnx": plan.onnx.name,  # name and sha256 only: no local path in a manifest
             "sha256": plan.onnx_sha256,
             "graph": plan.graph,
             "export": dict(plan.export),
