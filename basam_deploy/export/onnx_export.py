@@ -84,6 +84,7 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     check: bool = True
     check_sizes: Optional[Sequence[Tuple[int, int]]] = None
+    check_providers: Tuple[str, ...] = ("cpu",)  # onnxruntime's, for the check (runners.providers)
 
     def resolve(self, sam: BasamSam) -> "ExportOptions":
         """Fill the defaults for ``sam`` and validate; raises one-line BasamErrors."""
