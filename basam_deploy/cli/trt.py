@@ -3,7 +3,9 @@
 Thin shells over ``basam_deploy.tensorrt``: ``build`` = ``make_plan`` + ``build_engine`` (``--dry-run``
 prints the plan, ``--print-trtexec`` the equivalent trtexec line; neither needs TensorRT);
 ``inspect`` = ``inspect_engine``; ``run`` = ``TensorRTRunner``; ``bench`` = ``bench_engine``;
-``triton-repo`` = ``plan_triton_repo`` + ``write_triton_repo`` (no TensorRT needed).
+``triton-repo`` = ``plan_triton_repo`` + ``write_triton_repo`` (no TensorRT needed);
+``compare`` = ``compare.compare_sources`` (``trt_compare.py``); ``selftest`` =
+``selftest.run_selftest`` (``trt_selftest.py``).
 """
 
 import argparse
