@@ -297,3 +297,33 @@ def test_compare_sources_library_call(export_folder):
     report = compare_sources("default", str(export_folder), [(320, 256)], batch=2, progress=quiet)
     assert report.passed and report.tolerance == FP32_TOLERANCE
     assert {row.batch for row in report.rows} == {2}
+
+
+def test_an_engine_side_without_tensorrt_or_gpu_is_one_line(export_folder, tmp_path, capsys):
+    """An engine folder is opened as a TensorRT side (its manifest read, the decoder absent) and
+    fails in one line where TensorRT or a GPU is missing; the engine bytes are a stand-in."""
+    from pathlib import Path
+
+    from basam_deploy.cli import run
+    from basam_deploy.compare import engine_side, parse_source
+    from basam_deploy.tensorrt.manifest import engine_manifest
+    from basam_deploy.tensorrt.plan import BuildOptions, make_plan
+    from basam_deploy.tensorrt.trt_import import tensorrt_available
+
+    engine = tmp_path / "engines" / "encoder.engine"
+    engine.parent.mkdir()
+    profile = ("1x256x256:1x256x320:2x320x320",)
+    plan = make_plan(export_folder / "encoder.onnx", BuildOptions(profiles=profile, output=engine))
+    engine.write_bytes(b"stand-in")
+    manifest = engine_manifest(plan, engine, tensorrt_version="10.13.0", gpu=None)
+    Path(f"{engine}.json").write_text(json.dumps(manifest))
+    source = parse_source(str(engine.parent))
+    assert (source.kind, source.path) == ("engine", engine)
+    side = engine_side(engine)
+    assert side.label == "tensorrt (fp32, strongly-typed)" and side.decoder is None
+    if tensorrt_available() and __import__("torch").cuda.is_available():
+        pytest.skip("TensorRT and a GPU are here: the stand-in engine would be loaded")
+    argv = ["compare", str(export_folder), str(engine.parent), "--size", "256x320"]
+    assert run("basam-trt", main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("CUDA device" in err or "TensorRT" in err)
