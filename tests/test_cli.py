@@ -50,3 +50,16 @@ def test_console_script_is_installed():
     )
     assert result.returncode == 0, result.stderr
     assert "1x3x128x64 -> embeddings 1x64x8x4" in result.stdout
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    """``basam-demo | head -1``: the reader leaves early; the command ends without a traceback."""
+    script = (
+        "import sys; from basam_deploy.cli.demo import entry; "
+        "sys.argv = ['basam-demo', '--size', '256', '--size', '320x512', '--size', '512']; entry()"
+    )
+    proc = subprocess.run(
+        f'{sys.executable} -c "{script}" | head -c 1', shell=True, capture_output=True, text=True
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "BrokenPipeError" not in proc.stderr, proc.stderr

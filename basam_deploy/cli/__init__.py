@@ -8,6 +8,7 @@ and keeps its traceback.
 
 import argparse
 import math
+import os
 import signal
 import sys
 import threading
@@ -88,10 +89,17 @@ def run(
     interrupts = _Interrupts()
     try:
         with interrupts.installed(), _one_line_warnings(name):
-            return main(argv)
+            code = main(argv)
+            sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
+            return code
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (``basam-trt build --dry-run | head``): nothing left to
+        # say to it. Point stdout at /dev/null so that Python's flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         if interrupts.received is not None:
             print(f"{name}: interrupted", file=sys.stderr)
