@@ -1,12 +1,11 @@
 """basam-deploy: BA-SAM (Segment Anything at any resolution) from checkpoint to production."""
 
+from ._version import __version__
 from .build import build_sam
 from .checkpoint import CheckpointReport, load_checkpoint
 from .configs import BIAS_METRICS, MODEL_CONFIGS, PRESETS
 from .errors import BasamError, BasamWarning
 from .predictor import Prediction, Predictor
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BIAS_METRICS",

@@ -24,7 +24,7 @@ import onnx
 import torch
 from torch.export import Dim
 
-from .. import __version__
+from .._version import __version__
 from ..artifacts import (
     MANIFEST,
     check_output_folder,

@@ -39,7 +39,7 @@ def ladder_cases() -> List[Case]:
 
 def export_graph(name: str, folder: Path) -> Path:
     """The embedded default model (tiny, basam, shipped weights) exported as ``name``."""
-    from .. import build_sam
+    from ..build import build_sam
 
     export_onnx(
         build_sam("tiny", "basam"),

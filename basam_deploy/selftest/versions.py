@@ -7,7 +7,7 @@ import importlib.metadata
 import platform
 from typing import Callable, Dict
 
-from .. import __version__
+from .._version import __version__
 from ..errors import BasamError
 
 

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..artifacts import sha256
 from ..errors import BasamError, BasamWarning
 from ..kernels.ptx import minimum_driver_for_ptx

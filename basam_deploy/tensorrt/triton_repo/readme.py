@@ -1,6 +1,6 @@
 """The README.md at the repository's root: what each model does, how to serve and call it."""
 
-from ... import __version__
+from ..._version import __version__
 from ...artifacts import MANIFEST
 from .model import TENSORRT, TOOL, RepoPlan, Tensor
 from .sources import _profile_lines

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Dict, Union
 
-from ... import __version__
+from ..._version import __version__
 from ...artifacts import (
     MANIFEST,
     check_output_folder,
