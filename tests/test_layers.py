@@ -1,11 +1,13 @@
 """The layer order (docs/layers.md) is import-linter's contract in pyproject.toml: imports go down.
 
 Each check runs ``lint-imports`` in a subprocess (no cache written, nothing left on sys.path). The
-contract is first checked on the package as it is, then on copies with one deliberate back-edge
-each, so that a contract that could no longer fail (a layer dropped, the config not read) fails here.
+contract is checked on the package as it is, then on copies with one deliberate back-edge each, so
+that a contract that could no longer fail (a layer dropped, the config not read) fails here; and
+docs/layers.md's list must be the contract's.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
+LAYERS_DOC = ROOT / "docs" / "layers.md"
 LINT = "from importlinter.cli import lint_imports_command; lint_imports_command()"
 
 pytest.importorskip("importlinter", reason="pip install 'basam-deploy[test]' (import-linter)")
@@ -38,6 +41,15 @@ def test_imports_follow_the_layer_order():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 kept, 0 broken" in result.stdout, result.stdout
+
+
+def test_the_documented_order_is_the_checked_one():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    (contract,) = tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]["contracts"]
+    # The first fenced block of docs/layers.md: one layer a line, top first.
+    block = re.search(r"```\n(.*?)```", LAYERS_DOC.read_text(), re.S)
+    assert block, f"{LAYERS_DOC} lost its fenced list of layers"
+    assert block.group(1).splitlines() == contract["layers"]
 
 
 # (file in the copy, line appended, what lint-imports must report)
