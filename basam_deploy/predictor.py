@@ -10,6 +10,13 @@ onnxruntime (``Predictor.from_onnx(folder)``), TensorRT (``Predictor.from_engine
 Resize policy (see ``pipeline.transform``): aspect ratio kept; the long side is the image's own
 clamped into the backend's [min, max] (``resolution=None``, the default: no resampling at all when
 the image fits) or ``resolution``; padded bottom/right to multiples of 16 (and up to min).
+
+Where it resizes, it is segment-anything's ``SamPredictor``: ``Predictor(sam,
+resolution=sam.image_encoder.img_size)`` resizes, pads (to the square), maps prompts and
+post-processes masks as ``SamPredictor(sam)`` does, and ``predict`` with one prompt returns its
+arrays (C H W bool masks, C scores, C h w low-res logits). Checked against the real SamPredictor by
+tests/test_sampredictor_parity.py (docs/predictor.md). ``coords="pixel_centers"`` and
+``padding="minimal"`` are this project's own alternatives.
 """
 
 from pathlib import Path
@@ -19,7 +26,7 @@ import numpy as np
 
 from .errors import BasamError
 from .export.graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
-from .pipeline.transform import PIXEL_MEAN, PIXEL_STD, ImageTransform
+from .pipeline.transform import PIXEL_MEAN, PIXEL_STD, ImageTransform, check_conventions
 
 # basam-export's default range: the PyTorch backend accepts what a default export accepts.
 DEFAULT_MAX_SIZE = 4096
@@ -34,9 +41,11 @@ MAX_EMBEDDING_MAGNITUDE = 1e4
 
 
 class Prediction(NamedTuple):
-    """masks: P C H W bool (float logits with ``return_logits``) at the original image size;
-    iou_predictions: P C; low_res_logits: P C Hp/4 Wp/4 (feed one back as ``mask_input``).
-    C is 3 with ``multimask_output``, else 1."""
+    """masks: P C H W bool (float32 logits with ``return_logits``) at the original image size;
+    iou_predictions: P C float32; low_res_logits: P C Hp/4 Wp/4 float32 (feed one back as
+    ``mask_input``). C is 3 with ``multimask_output``, else 1. For a prompt in ``SamPredictor``'s
+    single-prompt form there is no P: C H W, C, C Hp/4 Wp/4, as ``SamPredictor.predict`` returns
+    (a tuple: ``masks, scores, logits = predictor.predict(...)`` unpacks either)."""
 
     masks: np.ndarray
     iou_predictions: np.ndarray
@@ -51,6 +60,10 @@ class Predictor:
     resolution: None = native size with the long side clamped into [min_size, max_size];
         an int = this long side (inside the range). Read at each ``set_image``.
     min_size, max_size: the sides the backend accepts (PyTorch: default preset minimum .. 4096).
+    coords: "sam" (default, ``SamPredictor``'s ``x * new / old``) or "pixel_centers"
+        (``(x + 0.5) * new / old - 0.5``); see ``pipeline.transform``.
+    padding: "sam" (default: with ``resolution``, a square of that side, as ``SamPredictor``)
+        or "minimal" (multiples of 16 only: less work, not SamPredictor's masks).
     """
 
     def __init__(
@@ -60,6 +73,8 @@ class Predictor:
         resolution: Optional[int] = None,
         min_size: Optional[int] = None,
         max_size: int = DEFAULT_MAX_SIZE,
+        coords: str = "sam",
+        padding: str = "sam",
     ) -> None:
         from .export.graphs import DecoderGraph, EncoderGraph
         from .runners import TorchRunner
@@ -77,6 +92,8 @@ class Predictor:
             max_size=max_size,
             multiple_of=patch,
             resolution=resolution,
+            coords=coords,
+            padding=padding,
         )
 
     def _setup(
@@ -88,12 +105,16 @@ class Predictor:
         max_size: int,
         multiple_of: int,
         resolution: Optional[int],
+        coords: str,
+        padding: str,
     ) -> None:
         if not 0 < min_size <= max_size or min_size % multiple_of or max_size % multiple_of:
             raise BasamError(
                 f"size range {min_size}-{max_size} must be multiples of {multiple_of}, min <= max"
             )
+        check_conventions(coords, padding)
         self.encoder, self.decoder = encoder, decoder
+        self.coords, self.padding = coords, padding
         self.min_size, self.max_size, self.multiple_of = min_size, max_size, multiple_of
         self.resolution = resolution
         self.transform: Optional[ImageTransform] = None
@@ -109,6 +130,8 @@ class Predictor:
         max_size: int,
         multiple_of: int = 16,
         resolution: Optional[int] = None,
+        coords: str = "sam",
+        padding: str = "sam",
     ) -> "Predictor":
         """Any encoder / decoder runner pair (``infer(dict of numpy) -> dict of numpy`` with the
         names of ``export.graphs``), accepting H and W in [min_size, max_size]."""
@@ -120,6 +143,8 @@ class Predictor:
             max_size=max_size,
             multiple_of=multiple_of,
             resolution=resolution,
+            coords=coords,
+            padding=padding,
         )
         return predictor
 
@@ -130,6 +155,8 @@ class Predictor:
         *,
         resolution: Optional[int] = None,
         threads: Optional[int] = None,
+        coords: str = "sam",
+        padding: str = "sam",
     ) -> "Predictor":
         """onnxruntime (CPU) on a basam-export folder: encoder.onnx, decoder.onnx and
         manifest.json, whose ``size_range`` is the range accepted. Each file is checked against
@@ -154,6 +181,8 @@ class Predictor:
             max_size=sizes.max,
             multiple_of=sizes.multiple_of,
             resolution=resolution,
+            coords=coords,
+            padding=padding,
         )
 
     @classmethod
@@ -163,6 +192,8 @@ class Predictor:
         *,
         resolution: Optional[int] = None,
         device: int = 0,
+        coords: str = "sam",
+        padding: str = "sam",
     ) -> "Predictor":
         """TensorRT on ``folder``/encoder.engine and decoder.engine (basam-trt build, manifests
         beside them). The accepted range is the span of the encoder's profiles; a size inside
@@ -187,9 +218,23 @@ class Predictor:
             min_size=min(max(s[0], s[1]) for s in sides),
             max_size=max(min(s[2], s[3]) for s in sides),
             resolution=resolution,
+            coords=coords,
+            padding=padding,
         )
 
     # -- image -----------------------------------------------------------------------------------
+
+    def plan(self, original: Any) -> ImageTransform:
+        """The transform this predictor applies to an H x W image (original: (H, W))."""
+        return ImageTransform.plan(
+            tuple(original),
+            self.min_size,
+            self.max_size,
+            self.multiple_of,
+            self.resolution,
+            padding=self.padding,
+            coords=self.coords,
+        )
 
     def set_image(self, image: np.ndarray) -> None:
         """image: H W 3 uint8 RGB, any size. Plans the transform and runs the encoder once."""
@@ -199,9 +244,7 @@ class Predictor:
             raise BasamError(f"image must be uint8 RGB (0-255), got dtype {image.dtype}")
         if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
             raise BasamError(f"image must be H x W x 3 (RGB, channels last), got {image.shape}")
-        transform = ImageTransform.plan(
-            image.shape[:2], self.min_size, self.max_size, self.multiple_of, self.resolution
-        )
+        transform = self.plan(image.shape[:2])
         # Forget the previous image first: a failing encoder leaves no stale embedding behind.
         self.transform = self.embeddings = None
         out = self.encoder.infer({"image": transform.model_input(image)})
@@ -241,8 +284,9 @@ class Predictor:
         return self.transform
 
     def to_model_coords(self, xy: np.ndarray) -> np.ndarray:
-        """(..., 2) x, y original-image pixels -> pixels of the padded model input: pixel centres
-        are kept, ``(xy + 0.5) * (resized / original) - 0.5`` (``DecoderGraph`` adds the 0.5)."""
+        """(..., 2) x, y original-image pixels -> pixels of the padded model input:
+        ``xy * (resized / original)`` (coords="sam") or ``(xy + 0.5) * (resized / original) - 0.5``
+        (coords="pixel_centers"); ``DecoderGraph`` adds the prompt encoder's 0.5."""
         return self._require_image().to_model_coords(xy)
 
     def to_image_coords(self, xy: np.ndarray) -> np.ndarray:
@@ -266,11 +310,19 @@ class Predictor:
         point_labels: P N (or N): 1 foreground, 0 background, -1 ignored (pads prompts of unequal
             length); box: P 4 (or 4), x0 y0 x1 y1 original-image pixels; with points, P must match;
         mask_input: P 1 Hp/4 Wp/4 (or 1 Hp/4 Wp/4) low-res logits of an earlier ``predict``.
-        Returns a ``Prediction`` (always batched: P first).
+        Returns a ``Prediction``: P first for batched prompts; without P (C H W, C, C Hp/4 Wp/4)
+        for ``SamPredictor.predict``'s single-prompt form: point_coords N 2 (or none) with a box of
+        4 or 1 x 4 (or none), as its notebooks pass ``box=input_box[None, :]``. A lone P = 1
+        box batch is therefore that form too; point_coords 1 N 2 keeps P.
+        ``multimask_output`` False gives the single-mask output (mask 0), True the three others;
+        ``return_logits`` gives float32 logits instead of ``logits > 0`` (SamPredictor's
+        ``mask_threshold``).
         """
         transform = self._require_image()
-        coords, labels, prompts = self._points(point_coords, point_labels, transform)
+        coords, labels, unbatched_points = self._points(point_coords, point_labels, transform)
         boxes = self._boxes(box, transform)
+        # SamPredictor's form: points N 2 (or none) and at most one box (4 or 1 x 4).
+        single = unbatched_points and (boxes is None or len(boxes) == 1)
         if coords is None and boxes is None:
             raise BasamError("predict needs point_coords or box (mask_input only refines them)")
         if coords is not None and boxes is not None and len(coords) != len(boxes):
@@ -311,19 +363,22 @@ class Predictor:
         low_res = np.ascontiguousarray(out["low_res_masks"][:, chosen], np.float32)
         iou = np.ascontiguousarray(out["iou_predictions"][:, chosen], np.float32)
         masks = transform.masks_to_image(low_res)
-        return Prediction(masks if return_logits else masks > 0.0, iou, low_res)
+        result = Prediction(masks if return_logits else masks > 0.0, iou, low_res)
+        return Prediction(*(part[0] for part in result)) if single else result
 
     def _points(self, point_coords, point_labels, transform: ImageTransform):
-        """-> (P N 2 model-input coords, P N labels, P) or (None, None, None)."""
+        """-> (P N 2 model-input coords, P N labels, whether given unbatched as N 2); no points:
+        (None, None, True)."""
         if point_coords is None:
             if point_labels is not None:
                 raise BasamError("point_labels given without point_coords")
-            return None, None, None
+            return None, None, True
         if point_labels is None:
             raise BasamError("point_coords given without point_labels (1 fg, 0 bg, -1 ignore)")
         coords = _numbers(point_coords, "point_coords", "P x N x 2, x then y")
         labels = _numbers(point_labels, "point_labels", "P x N, 1 fg, 0 bg, -1 ignore")
-        if coords.ndim == 2:  # one prompt, unbatched
+        unbatched = coords.ndim == 2
+        if unbatched:  # one prompt: N 2 -> 1 N 2
             coords, labels = coords[None], labels[None]
         if coords.ndim != 3 or coords.shape[-1] != 2 or coords.shape[1] == 0:
             raise BasamError(
@@ -345,7 +400,7 @@ class Predictor:
         # Padding points are ignored whatever they hold; (0, 0) keeps NaN out of decoders
         # exported before the graph made them inert (engines built from such exports).
         model_coords = np.where(padding[..., None], 0.0, transform.to_model_coords(coords))
-        return model_coords, labels, len(coords)
+        return model_coords, labels, unbatched
 
     def _boxes(self, box, transform: ImageTransform) -> Optional[np.ndarray]:
         """-> P 4 original-image boxes (validated) or None."""

@@ -72,14 +72,17 @@ def test_resize_policy_keeps_aspect_pads_to_16_and_clamps_into_range():
     # Too small: long side raised to min; a short side below min is padded up to it.
     t = ImageTransform.plan((50, 100), 256, 1024, 16)
     assert (t.resized, t.padded) == ((128, 256), (256, 256))
-    # A fixed long side.
+    # A fixed long side: padded to that square, as SamPredictor pads to img_size x img_size ...
     t = ImageTransform.plan((300, 517), 256, 1024, 16, resolution=400)
+    assert (t.resized, t.padded) == ((232, 400), (400, 400))
+    # ... or only to the patch and the minimum with padding="minimal".
+    t = ImageTransform.plan((300, 517), 256, 1024, 16, resolution=400, padding="minimal")
     assert (t.resized, t.padded) == ((232, 400), (256, 400))  # 232 -> 240 -> min 256
 
 
 @pytest.mark.parametrize("original", [(300, 517), (517, 300), (1500, 777)])
-def test_coordinate_mapping_round_trips_and_keeps_corners_and_centre(original):
-    t = ImageTransform.plan(original, 256, 1024, 16, resolution=640)
+def test_pixel_center_mapping_round_trips_and_keeps_corners_and_centre(original):
+    t = ImageTransform.plan(original, 256, 1024, 16, resolution=640, coords="pixel_centers")
     (h, w), (height, width) = t.resized, original
     xy = np.random.default_rng(0).uniform(0, [width, height], size=(7, 5, 2))
     np.testing.assert_allclose(t.to_image_coords(t.to_model_coords(xy)), xy, rtol=0, atol=1e-9)
@@ -105,8 +108,9 @@ def test_native_size_coordinates_are_the_identity(sam, image):
 
 @pytest.mark.parametrize("resolution", [None, 400], ids=["native", "resized"])
 def test_torch_predictor_equals_sam_forward(sam, image, resolution):
-    """Tolerance: 1e-5 relative on low-res logits, IoU predictions and full-size logits."""
-    predictor = Predictor(sam, resolution=resolution)
+    """Tolerance: 1e-5 relative on low-res logits, IoU predictions and full-size logits.
+    ``BasamSam.forward`` pads to multiples of 16: padding="minimal" is its input."""
+    predictor = Predictor(sam, resolution=resolution, padding="minimal")
     predictor.set_image(image)
     t = predictor.transform
     points = np.array([[[100.0, 80.0], [400.0, 200.0]], [[250.0, 150.0], [30.0, 280.0]]])
@@ -235,7 +239,7 @@ def test_second_image_of_another_size_equals_a_fresh_predictor(sam, image):
     fresh = Predictor(sam)
     fresh.set_image(other)
     a, b = reused.predict(**prompt), fresh.predict(**prompt)
-    assert a.masks.shape == (1, 3, 413, 250)
+    assert a.masks.shape == (3, 413, 250)  # SamPredictor's form (points N x 2): no P
     assert relative_error(a.low_res_logits, b.low_res_logits) < 1e-6
     np.testing.assert_array_equal(a.masks, b.masks)
 

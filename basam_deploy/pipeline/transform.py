@@ -2,15 +2,25 @@
 coordinates' way back.
 
 Resize policy (``working_size``): keep the aspect ratio; the long side is the image's own
-(``resolution=None``) clamped into the backend's [min, max], or ``resolution`` when given; the
-resized image is then padded bottom/right to multiples of the patch (16), and up to ``min`` on a
-short side that falls below it. Padding, never distortion: the content keeps its aspect ratio.
+(``resolution=None``) clamped into the backend's [min, max], or ``resolution`` when given. Where it
+resizes it follows segment-anything's ``ResizeLongestSide``: ``scale = long side / max(H, W)``, each
+side ``int(side * scale + 0.5)``, the uint8 image resized with PIL's bilinear filter.
 
-Coordinates are pixels, x then y, with the pixel-index convention segment-anything uses: pixel
-(i, j) covers [j, j + 1) x [i, i + 1) and its centre is (j + 0.5, i + 0.5) (the prompt encoder adds
-the 0.5). The mapping keeps pixel centres where the bilinear resize (``align_corners=False``) puts
-them: ``model = (image + 0.5) * s - 0.5`` per axis, ``s = resized / original``. At the native size
-(s = 1) it is the identity.
+Padding (bottom/right, never distortion), ``padding``:
+  "sam" (default): with ``resolution``, a square of that side (rounded up to the patch), as
+    ``SamPredictor`` pads to ``img_size`` x ``img_size``; at the native size (no SAM counterpart)
+    as "minimal".
+  "minimal": each side up to a multiple of the patch (16), and up to ``min`` where it falls below.
+    Less encoder work on non-square images, but not ``SamPredictor``'s masks: the encoder's global
+    attention sees the padding.
+
+Coordinates are pixels, x then y, ``coords``:
+  "sam" (default): ``model = image * s`` per axis, ``s = resized / original``
+    (``ResizeLongestSide.apply_coords``; SAM's weights were trained with it).
+  "pixel_centers": pixel (i, j) covers [j, j + 1) x [i, i + 1) with its centre at (j + 0.5, i + 0.5)
+    (the prompt encoder adds the 0.5); ``model = (image + 0.5) * s - 0.5`` keeps pixel centres where
+    a half-pixel-centre resize (PIL's, bilinear ``align_corners=False``) puts them.
+At the native size (s = 1) both are the identity.
 """
 
 from dataclasses import dataclass
@@ -19,14 +29,31 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ..errors import BasamError
 
 # segment-anything's pixel statistics (``Sam.pixel_mean`` / ``pixel_std``), RGB order, 0-255.
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
+COORDS = ("sam", "pixel_centers")
+PADDING = ("sam", "minimal")
 
 Size = Tuple[int, int]
+
+
+def check_conventions(coords: str, padding: str) -> None:
+    """One-line errors for an unknown ``coords`` / ``padding`` option."""
+    if coords not in COORDS:
+        raise BasamError(f"coords must be one of {', '.join(map(repr, COORDS))}, got {coords!r}")
+    if padding not in PADDING:
+        raise BasamError(f"padding must be one of {', '.join(map(repr, PADDING))}, got {padding!r}")
+
+
+def resized_side(side: int, scale: float) -> int:
+    """One side after scaling: ``int(side * scale + 0.5)`` (``ResizeLongestSide``'s rounding: half
+    up, not Python's half-to-even), at least 1 pixel for extreme aspect ratios."""
+    return max(1, int(side * scale + 0.5))
 
 
 def working_size(
@@ -48,10 +75,9 @@ def working_size(
         long_side = int(resolution)
     else:
         long_side = min(max(max(original), min_size), max_size)
-    scale = long_side / max(original)
-    if scale == 1:
-        return tuple(original)  # type: ignore[return-value]
-    return tuple(max(1, round(side * scale)) for side in original)  # type: ignore[return-value]
+    # ResizeLongestSide.get_preprocess_shape: one scale for both sides, each rounded half up.
+    scale = long_side * 1.0 / max(original)
+    return tuple(resized_side(side, scale) for side in original)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -59,11 +85,13 @@ class ImageTransform:
     """original (H, W) -> resized (h, w), aspect kept -> padded (Hp, Wp), multiples of the patch.
 
     The embedding grid is Hp/16 x Wp/16; the decoder's low-res masks are 4 Hp/16 x 4 Wp/16.
+    coords: how prompt coordinates map ("sam" or "pixel_centers", see the module docstring).
     """
 
     original: Size
     resized: Size
     padded: Size
+    coords: str = "sam"
 
     @classmethod
     def plan(
@@ -73,12 +101,18 @@ class ImageTransform:
         max_size: int,
         multiple_of: int,
         resolution: Optional[int] = None,
+        *,
+        padding: str = "sam",
+        coords: str = "sam",
     ) -> "ImageTransform":
         """The transform of an H x W image for a backend accepting sides in [min, max]."""
+        check_conventions(coords, padding)
         resized = working_size(original, min_size, max_size, resolution)
+        # SamPredictor's input is a square of the long side; its content is top-left.
+        sides = (resolution, resolution) if padding == "sam" and resolution else resized
         # Round up to the patch; a short side below the backend's minimum is padded up to it.
-        padded = tuple(max(-(-side // multiple_of) * multiple_of, min_size) for side in resized)
-        return cls(tuple(original), resized, padded)  # type: ignore[arg-type]
+        padded = tuple(max(-(-side // multiple_of) * multiple_of, min_size) for side in sides)
+        return cls(tuple(original), resized, padded, coords)  # type: ignore[arg-type]
 
     @property
     def scale(self) -> np.ndarray:
@@ -96,23 +130,33 @@ class ImageTransform:
 
     def to_model_coords(self, xy: np.ndarray) -> np.ndarray:
         """(..., 2) x, y original-image pixels -> pixels of the padded model input (float64)."""
-        return (np.asarray(xy, np.float64) + 0.5) * self.scale - 0.5
+        xy = np.asarray(xy, np.float64)
+        if self.coords == "sam":
+            return xy * self.scale
+        return (xy + 0.5) * self.scale - 0.5
 
     def to_image_coords(self, xy: np.ndarray) -> np.ndarray:
         """(..., 2) x, y model-input pixels -> original-image pixels (float64); inverse of the above."""
-        return (np.asarray(xy, np.float64) + 0.5) / self.scale - 0.5
+        xy = np.asarray(xy, np.float64)
+        if self.coords == "sam":
+            return xy / self.scale
+        return (xy + 0.5) / self.scale - 0.5
 
     # -- image and masks -------------------------------------------------------------------------
 
     def resize_image(self, image: np.ndarray) -> torch.Tensor:
-        """H W 3 uint8 RGB -> 3 h w float32 (0-255, not normalized), antialiased bilinear."""
+        """H W 3 uint8 RGB -> 3 h w float32 (0-255, not normalized).
+
+        Resized on the uint8 image with PIL's bilinear filter (antialiased when shrinking), which is
+        what ``ResizeLongestSide.apply_image`` does through torchvision's PIL path: the model sees
+        the same uint8 pixels as under ``SamPredictor``.
+        """
+        if self.resized != self.original:
+            height, width = self.resized
+            image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
         # np.require copies only an array torch cannot wrap (a read-only one, e.g. from PIL).
-        x = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1).float()
-        if self.resized == self.original:
-            return x
-        return F.interpolate(
-            x[None], self.resized, mode="bilinear", align_corners=False, antialias=True
-        )[0]
+        x = torch.from_numpy(np.require(image, requirements=["C", "W"]))
+        return x.permute(2, 0, 1).float()  # H W 3 -> 3 H W
 
     def model_input(self, image: np.ndarray) -> np.ndarray:
         """H W 3 uint8 RGB -> 1 3 Hp Wp float32: resized, normalized (``BasamSam.preprocess``),
@@ -126,7 +170,8 @@ class ImageTransform:
 
     def masks_to_image(self, low_res: np.ndarray) -> np.ndarray:
         """P C Hp/4 Wp/4 logits -> P C H W logits at the original size, as
-        ``BasamSam.postprocess_masks``: upscale to the padded input, crop the padding, resize."""
+        ``Sam.postprocess_masks``: bilinear upscale to the padded input, crop the padding, bilinear
+        resize to the original size."""
         x = torch.from_numpy(np.ascontiguousarray(low_res, np.float32))
         x = F.interpolate(x, self.padded, mode="bilinear", align_corners=False)
         x = x[..., : self.resized[0], : self.resized[1]]

@@ -255,7 +255,9 @@ def describe_policy(predictor: Predictor) -> str:
         if p.resolution
         else f"native size, long side clamped into {p.min_size}-{p.max_size}"
     )
-    return f"resize: {size}, aspect kept, padded to multiples of {p.multiple_of}"
+    square = p.resolution and p.padding == "sam"
+    padded = f"a {p.resolution} square" if square else f"multiples of {p.multiple_of}"
+    return f"resize: {size}, aspect kept, padded to {padded}"
 
 
 # -- the two inference callables --------------------------------------------------------------------
@@ -313,6 +315,8 @@ class SamModels:
             max_size=predictor.max_size,
             multiple_of=predictor.multiple_of,
             resolution=predictor.resolution,
+            coords=predictor.coords,
+            padding=predictor.padding,
         )
         self._encode_lock, self._decode_lock = threading.Lock(), threading.Lock()
         self.embed_dim = self._warm_up()
@@ -326,8 +330,7 @@ class SamModels:
 
     def plan(self, original: Tuple[int, int]) -> ImageTransform:
         """The Predictor's resize plan for an H x W image."""
-        p = self.predictor
-        return ImageTransform.plan(original, p.min_size, p.max_size, p.multiple_of, p.resolution)
+        return self.predictor.plan(original)
 
     def _warm_up(self) -> int:
         """One encoder and one decoder run on a small image: a backend that cannot run fails at

@@ -184,9 +184,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         box=box,
         multimask_output=lone_point,
     )
+    # One prompt in SamPredictor's form: masks C H W, scores C (no prompt axis).
     # A lone point is ambiguous: keep the mask the model itself scores best, as SAM's demo does.
-    best = int(np.argmax(result.iou_predictions[0]))
-    mask = result.masks[0, best]
+    best = int(np.argmax(result.iou_predictions))
+    mask = result.masks[best]
 
     drawn = overlay(image, mask, coords if coords is not None else np.zeros((0, 2)), labels, box)
     write_image(args.output, drawn, formats["--output"])
@@ -195,7 +196,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     height, width = image.shape[:2]
     print(
         f"{args.image.name} ({width}x{height}, {args.backend}): mask of {int(mask.sum())} px "
-        f"({mask.mean():.1%}), predicted IoU {result.iou_predictions[0, best]:.3f} -> {args.output}"
+        f"({mask.mean():.1%}), predicted IoU {result.iou_predictions[best]:.3f} -> {args.output}"
     )
     return 0
 
