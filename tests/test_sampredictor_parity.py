@@ -38,7 +38,7 @@ IMAGES = ["shapes", "chelsea", "coffee", "coffee-crop"]
 
 
 def sample(name: str) -> np.ndarray:
-    """A shipped image, H W 3 uint8 RGB; 'coffee-crop' is a 173 x 131 crop (enlarged to 256)."""
+    """A shipped image, H W 3 uint8 RGB; 'coffee-crop' is a 173 x 131 (W x H) crop, enlarged to 256."""
     if name == "coffee-crop":
         return np.ascontiguousarray(sample("coffee")[100:231, 200:373])
     return np.asarray(Image.open(f"samples/images/{name}.jpg").convert("RGB"))
