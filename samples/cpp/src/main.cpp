@@ -2,8 +2,9 @@
 //
 //   basam_segment --engines DIR --image photo.ppm --point 320,240 --output mask.pgm
 //
-// The same pipeline as basam_deploy.Predictor: resize (aspect kept) into the engines' size range,
-// normalize, pad to multiples of 16; the encoder once; prompts mapped to the padded input; the
+// The same pipeline as basam_deploy.Predictor (its SamPredictor defaults): resize (aspect kept,
+// PIL's bilinear) into the engines' size range, normalize, pad to multiples of 16 (to the square of
+// --long-side); the encoder once; prompts mapped to the padded input; the
 // decoder; the low-res mask upscaled to the image and thresholded at 0.
 #include "image_io.h"
 #include "profiles.h"

@@ -22,12 +22,8 @@ Size workingSize(Size original, int minSize, int maxSize, int resolution)
         longSide = resolution;
     }
     double const scale = static_cast<double>(longSide) / longest;
-    if (scale == 1.0)
-    {
-        return original;
-    }
-    // Python's round() rounds halves to even, as nearbyint does in the default rounding mode.
-    auto side = [scale](int value) { return std::max(1, static_cast<int>(std::nearbyint(value * scale))); };
+    // segment-anything's ResizeLongestSide.get_preprocess_shape: int(side * scale + 0.5), halves up.
+    auto side = [scale](int value) { return std::max(1, static_cast<int>(value * scale + 0.5)); };
     return {side(original.height), side(original.width)};
 }
 
@@ -38,9 +34,11 @@ ImageTransform ImageTransform::plan(Size original, int minSize, int maxSize, int
         throw std::invalid_argument("the image is empty");
     }
     Size const resized = workingSize(original, minSize, maxSize, resolution);
+    // A fixed long side pads to its square, as SamPredictor pads to img_size x img_size.
+    Size const sides = resolution > 0 ? Size{resolution, resolution} : resized;
     // Round up to the patch; a short side below the minimum is padded up to it.
     auto pad = [&](int side) { return std::max((side + multipleOf - 1) / multipleOf * multipleOf, minSize); };
-    return {original, resized, {pad(resized.height), pad(resized.width)}};
+    return {original, resized, {pad(sides.height), pad(sides.width)}};
 }
 
 double ImageTransform::scaleX() const
@@ -60,29 +58,19 @@ Size ImageTransform::lowResSize() const
 
 void ImageTransform::toModelCoords(double x, double y, double& modelX, double& modelY) const
 {
-    modelX = (x + 0.5) * scaleX() - 0.5;
-    modelY = (y + 0.5) * scaleY() - 0.5;
+    modelX = x * scaleX();
+    modelY = y * scaleY();
 }
 
 void ImageTransform::toImageCoords(double modelX, double modelY, double& x, double& y) const
 {
-    x = (modelX + 0.5) / scaleX() - 0.5;
-    y = (modelY + 0.5) / scaleY() - 0.5;
+    x = modelX / scaleX();
+    y = modelY / scaleY();
 }
 
 std::vector<float> ImageTransform::modelInput(uint8_t const* rgb) const
 {
-    size_t const pixels = static_cast<size_t>(original.height) * original.width;
-    std::vector<float> planar(3 * pixels);
-    for (size_t i = 0; i < pixels; ++i)
-    {
-        for (int c = 0; c < 3; ++c)
-        {
-            planar[c * pixels + i] = rgb[3 * i + c];
-        }
-    }
-    bool const same = resized.height == original.height && resized.width == original.width;
-    std::vector<float> const image = same ? planar : resizeBilinearAntialias(planar.data(), 3, original, resized);
+    std::vector<uint8_t> const image = resizeBilinearPil(rgb, original, resized); // h w 3
     std::vector<float> out(3 * static_cast<size_t>(padded.height) * padded.width, 0.0F);
     for (int c = 0; c < 3; ++c)
     {
@@ -90,7 +78,7 @@ std::vector<float> ImageTransform::modelInput(uint8_t const* rgb) const
         {
             for (int x = 0; x < resized.width; ++x)
             {
-                float const value = image[(static_cast<size_t>(c) * resized.height + y) * resized.width + x];
+                float const value = image[(static_cast<size_t>(y) * resized.width + x) * 3 + c];
                 out[(static_cast<size_t>(c) * padded.height + y) * padded.width + x]
                     = (value - kPixelMean[c]) / kPixelStd[c];
             }
@@ -171,6 +159,34 @@ std::vector<Taps> linearTaps(int in, int out)
     return taps;
 }
 
+// PIL's fixed-point form of normalized weights (Resample.c, normalize_coeffs_8bpc): 22 bits.
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+std::vector<std::vector<int32_t>> fixedPoint(std::vector<Taps> const& taps)
+{
+    std::vector<std::vector<int32_t>> out(taps.size());
+    for (size_t i = 0; i < taps.size(); ++i)
+    {
+        for (double w : taps[i].weights)
+        {
+            // Bilinear weights are >= 0: PIL rounds them half up.
+            out[i].push_back(static_cast<int32_t>(w * (1 << kPrecisionBits) + 0.5));
+        }
+    }
+    return out;
+}
+
+// One PIL pass on interleaved uint8 (3 channels): start at half a unit, sum, shift, clip to 0-255.
+uint8_t pilTap(uint8_t const* first, size_t stride, std::vector<int32_t> const& weights)
+{
+    int32_t sum = 1 << (kPrecisionBits - 1);
+    for (size_t k = 0; k < weights.size(); ++k)
+    {
+        sum += static_cast<int32_t>(first[k * stride]) * weights[k];
+    }
+    return static_cast<uint8_t>(std::min(std::max(sum >> kPrecisionBits, 0), 255));
+}
+
 // Along the width first, then along the height, each pass with its own taps.
 std::vector<float> separable(
     float const* src, int channels, Size in, Size out, std::vector<Taps> const& rows, std::vector<Taps> const& cols)
@@ -214,9 +230,52 @@ std::vector<float> separable(
 
 } // namespace
 
-std::vector<float> resizeBilinearAntialias(float const* src, int channels, Size in, Size out)
+std::vector<uint8_t> resizeBilinearPil(uint8_t const* rgb, Size in, Size out)
 {
-    return separable(src, channels, in, out, antialiasTaps(in.height, out.height), antialiasTaps(in.width, out.width));
+    // Written by hand: the sample has no image library. PIL's ImagingResample (Resample.c): the
+    // triangle filter's taps (as antialiasTaps), each pass rounded to uint8, the width pass first;
+    // a pass whose size does not change is skipped.
+    std::vector<uint8_t> image(rgb, rgb + static_cast<size_t>(in.height) * in.width * 3);
+    Size current = in;
+    if (out.width != in.width)
+    {
+        std::vector<Taps> const taps = antialiasTaps(in.width, out.width);
+        std::vector<std::vector<int32_t>> const weights = fixedPoint(taps);
+        std::vector<uint8_t> next(static_cast<size_t>(current.height) * out.width * 3);
+        for (int y = 0; y < current.height; ++y)
+        {
+            for (int x = 0; x < out.width; ++x)
+            {
+                for (int c = 0; c < 3; ++c)
+                {
+                    uint8_t const* first = &image[(static_cast<size_t>(y) * current.width + taps[x].first) * 3 + c];
+                    next[(static_cast<size_t>(y) * out.width + x) * 3 + c] = pilTap(first, 3, weights[x]);
+                }
+            }
+        }
+        image.swap(next);
+        current.width = out.width;
+    }
+    if (out.height != in.height)
+    {
+        std::vector<Taps> const taps = antialiasTaps(in.height, out.height);
+        std::vector<std::vector<int32_t>> const weights = fixedPoint(taps);
+        std::vector<uint8_t> next(static_cast<size_t>(out.height) * current.width * 3);
+        size_t const stride = static_cast<size_t>(current.width) * 3;
+        for (int y = 0; y < out.height; ++y)
+        {
+            for (int x = 0; x < current.width; ++x)
+            {
+                for (int c = 0; c < 3; ++c)
+                {
+                    uint8_t const* first = &image[static_cast<size_t>(taps[y].first) * stride + x * 3 + c];
+                    next[(static_cast<size_t>(y) * current.width + x) * 3 + c] = pilTap(first, stride, weights[y]);
+                }
+            }
+        }
+        image.swap(next);
+    }
+    return image;
 }
 
 std::vector<float> resizeBilinear(float const* src, int channels, Size in, Size out)

@@ -1,8 +1,9 @@
 // One image's way into BA-SAM (resize, normalize, pad) and the masks' and prompts' way back.
 //
-// A C++ port of basam_deploy.pipeline.transform.ImageTransform, number for number: the same resize
-// policy, the same pixel-centre coordinate mapping, PyTorch's antialiased bilinear resize for the
-// image and its plain bilinear resize (align_corners=False) for the masks. No TensorRT, no CUDA.
+// A C++ port of basam_deploy.pipeline.transform.ImageTransform with its defaults (segment-anything's
+// SamPredictor conventions), number for number: the same resize policy, coordinates scaled by
+// resized / original, PIL's bilinear resize of the uint8 image and PyTorch's plain bilinear resize
+// (align_corners=False) for the masks. No TensorRT, no CUDA.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,8 @@ constexpr float kPixelStd[3] = {58.395F, 57.12F, 57.375F};
 Size workingSize(Size original, int minSize, int maxSize, int resolution = 0);
 
 // original (H, W) -> resized (h, w), aspect kept -> padded (Hp, Wp), multiples of the patch and at
-// least minSize. The embedding grid is Hp/16 x Wp/16, the decoder's low-res masks Hp/4 x Wp/4.
+// least minSize; with a resolution, its square (as SamPredictor). The embedding grid is
+// Hp/16 x Wp/16, the decoder's low-res masks Hp/4 x Wp/4.
 struct ImageTransform
 {
     Size original;
@@ -40,12 +42,11 @@ struct ImageTransform
     double scaleY() const;
     Size lowResSize() const; // Hp/4 x Wp/4
 
-    // Pixel coordinates, x then y; pixel (i, j) covers [j, j + 1) x [i, i + 1), so centres keep their
-    // place under the resize: model = (image + 0.5) * s - 0.5.
+    // Pixel coordinates, x then y: model = image * s per axis (ResizeLongestSide.apply_coords).
     void toModelCoords(double x, double y, double& modelX, double& modelY) const;
     void toImageCoords(double modelX, double modelY, double& x, double& y) const;
 
-    // H W 3 uint8 RGB -> 3 Hp Wp float32: resized (antialiased bilinear, 0-255), normalized, and
+    // H W 3 uint8 RGB -> 3 Hp Wp float32: resized (PIL's bilinear on uint8), normalized, and
     // zero-padded at the bottom and right (zero is the mean colour after normalization).
     std::vector<float> modelInput(uint8_t const* rgb) const;
 
@@ -54,9 +55,9 @@ struct ImageTransform
     std::vector<float> masksToImage(float const* lowRes) const;
 };
 
-// Planar C x in -> C x out. PyTorch's F.interpolate(mode="bilinear", align_corners=False,
-// antialias=True): a triangle filter widened by the scale when shrinking (PIL's BILINEAR).
-std::vector<float> resizeBilinearAntialias(float const* src, int channels, Size in, Size out);
+// Interleaved in x 3 uint8 -> out x 3 uint8, equal to PIL's Image.resize(..., Image.BILINEAR): a
+// triangle filter widened by the scale when shrinking, fixed-point, each pass rounded to uint8.
+std::vector<uint8_t> resizeBilinearPil(uint8_t const* rgb, Size in, Size out);
 
 // Planar C x in -> C x out. PyTorch's F.interpolate(mode="bilinear", align_corners=False).
 std::vector<float> resizeBilinear(float const* src, int channels, Size in, Size out);
