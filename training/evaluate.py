@@ -98,12 +98,13 @@ def evaluate(predictors: dict, size: int, count: int, instances: int) -> dict:
                 # The reference pixel's centre at this size, rounded to a pixel: the same
                 # scene point at every size (a pixel centre of the 256 px mask, so inside it).
                 xy = np.round(np.clip(points * size - 0.5, 0, size - 1))
+                # One prompt (points N x 2): SamPredictor's shapes, masks C H W, scores C.
                 out1 = predictor.predict(xy[:1], np.ones(1), multimask_output=True)
-                outputs = [iou(out1.masks[0, c], gt) for c in range(out1.masks.shape[1])]
-                scores[name]["1pt"].append(outputs[int(np.argmax(out1.iou_predictions[0]))])
+                outputs = [iou(mask, gt) for mask in out1.masks]
+                scores[name]["1pt"].append(outputs[int(np.argmax(out1.iou_predictions))])
                 scores[name]["best3"].append(max(outputs))
                 out3 = predictor.predict(xy, np.ones(3), multimask_output=False)
-                scores[name]["3pt"].append(iou(out3.masks[0, 0], gt))
+                scores[name]["3pt"].append(iou(out3.masks[0], gt))
                 scores[name]["area"].append(float(gt.mean()))
     row = {name: _summary(s) for name, s in scores.items()}
     if "sam" in scores and "basam" in scores:
