@@ -9,7 +9,8 @@ onnxruntime (``Predictor.from_onnx(folder)``), TensorRT (``Predictor.from_engine
 
 Resize policy (see ``pipeline.transform``): aspect ratio kept; the long side is the image's own
 clamped into the backend's [min, max] (``resolution=None``, the default: no resampling at all when
-the image fits) or ``resolution``; padded bottom/right to multiples of 16 (and up to min).
+the image fits) or ``resolution``; padded bottom/right to multiples of 16 (and up to min), or with
+``resolution`` to its square.
 
 Where it resizes, it is segment-anything's ``SamPredictor``: ``Predictor(sam,
 resolution=sam.image_encoder.img_size)`` resizes, pads (to the square), maps prompts and
