@@ -427,11 +427,14 @@ class SamModels:
                     mask_input=None if item.mask_input is None else item.mask_input[part],
                     multimask_output=item.multimask_output,
                 )
-                masks[b, part], iou[b, part], low_res[b, part] = (
-                    got.masks,
-                    got.iou_predictions,
-                    got.low_res_logits,
-                )
+                # A chunk of one box comes back in SamPredictor's single-prompt form (K H W, no
+                # prompt axis): put the prompt axis back explicitly rather than by broadcasting.
+                for out, value in (
+                    (masks, got.masks),
+                    (iou, got.iou_predictions),
+                    (low_res, got.low_res_logits),
+                ):
+                    out[b, part] = value.reshape(out[b, part].shape)
         return {"masks": masks, "iou_predictions": iou, "low_res_logits": low_res}
 
 
