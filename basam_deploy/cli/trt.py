@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--profiles",
         default=None,
         metavar="PRESET",
-        help="preset from engines/profiles (ladder, wide, sam1024) or a JSON file; default ladder "
+        help="preset shipped in the package (ladder, wide, sam1024) or a JSON file; default ladder "
         "when no --profile is given",
     )
     build.add_argument("--timing-cache", type=Path, default=None, metavar="FILE")

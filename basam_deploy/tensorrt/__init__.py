@@ -4,8 +4,8 @@ One concept per module; only ``trt_import`` imports ``tensorrt`` (lazily, with n
 gates), so everything here imports and the plain-Python parts (profiles, plans, trtexec lines,
 manifests) work on machines without TensorRT or a GPU.
 
-- ``profiles``: resolution profiles, presets (``engines/profiles/*.json``), per-input shape ranges,
-  the narrowest-profile choice at run time.
+- ``profiles``: resolution profiles, presets (``profile_presets/*.json``, package data), per-input
+  shape ranges, the narrowest-profile choice at run time.
 - ``plan``: ``make_plan(onnx, BuildOptions(...)) -> BuildPlan``, every decision of a build.
 - ``trtexec``: the equivalent trtexec command line.
 - ``builder``: ``build_engine(plan)``, the thin layer over TensorRT's builder.
