@@ -110,6 +110,21 @@ def run(
         raise
 
 
+def add_provider_option(parser: argparse.ArgumentParser, runs: str) -> None:
+    """``--provider``, repeatable in priority order, for a command that runs ONNX (``runs`` says
+    what it runs): one declaration for every command (``runners.providers`` owns the names)."""
+    from ..runners.providers import PROVIDERS
+
+    parser.add_argument(
+        "--provider",
+        action="append",
+        default=None,
+        choices=list(PROVIDERS),
+        help=f"onnxruntime execution provider for {runs}, repeatable in priority order "
+        "(default cpu; cuda and tensorrt need onnxruntime-gpu: basam-deploy[gpu])",
+    )
+
+
 def finite_float(text: str) -> float:
     """argparse ``type`` for a real-valued option: a finite number (``inf`` and ``nan`` parse as
     floats in Python, and would flow into the model as such)."""

@@ -20,10 +20,10 @@ from ..export.onnx_export import (
     ExportOptions,
     export_onnx,
 )
-from ..runners.providers import DEFAULT_PROVIDERS, PROVIDERS, resolve_providers
+from ..runners.providers import DEFAULT_PROVIDERS, resolve_providers
 from ..weights import DEFAULT as DEFAULT_CHECKPOINT
 from ..weights import resolve_checkpoint
-from . import ArgumentParser, finite_float, parse_size, run
+from . import ArgumentParser, add_provider_option, finite_float, parse_size, run
 
 DEFAULT_OUTPUT = Path("export") / "out"
 
@@ -75,14 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HxW",
         help="parity size, repeatable (default: a ladder inside the size range)",
     )
-    parser.add_argument(
-        "--provider",
-        action="append",
-        default=None,
-        choices=list(PROVIDERS),
-        help="onnxruntime execution provider for the parity check, repeatable in priority order "
-        "(default cpu; cuda and tensorrt need onnxruntime-gpu: basam-deploy[gpu])",
-    )
+    add_provider_option(parser, "the parity check")
     return parser
 
 

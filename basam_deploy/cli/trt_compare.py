@@ -4,8 +4,7 @@ import argparse
 from pathlib import Path
 
 from .. import MODEL_CONFIGS, PRESETS
-from ..runners.providers import PROVIDERS
-from . import parse_size
+from . import add_provider_option, parse_size
 
 DESCRIPTION = (
     "Compare B with A (the reference) on the same random images and point/box prompts: the "
@@ -28,14 +27,7 @@ def add_parser(commands) -> None:
     compare.add_argument("--size", nargs="+", required=True, metavar="HxW", help="e.g. 256x320")
     compare.add_argument("--batch", type=int, default=1, metavar="N", help="images per size")
     compare.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the rows")
-    compare.add_argument(
-        "--provider",
-        action="append",
-        default=None,
-        choices=list(PROVIDERS),
-        help="onnxruntime execution provider for ONNX sides, repeatable in priority order "
-        "(default cpu; cuda and tensorrt need onnxruntime-gpu: basam-deploy[gpu])",
-    )
+    add_provider_option(compare, "ONNX sides")
     compare.add_argument(
         "--model",
         default=None,
