@@ -144,6 +144,18 @@ def test_mask_input_of_the_wrong_grid_is_a_clear_error():
     assert model(batch, multimask_output=False)[0]["masks"].shape == (1, 1, 320, 512)
 
 
+def segment_anythings_prompt_encoder(ours, size):
+    """segment-anything's own PromptEncoder built for an H x W input, with ``ours``'s weights."""
+    theirs = PromptEncoder(
+        embed_dim=ours.embed_dim,
+        image_embedding_size=(size[0] // 16, size[1] // 16),
+        input_image_size=size,
+        mask_in_chans=16,
+    )
+    theirs.load_state_dict(ours.state_dict())
+    return theirs
+
+
 @pytest.mark.parametrize(
     "size", [(320, 512), (512, 320), (256, 256)], ids=lambda s: f"{s[0]}x{s[1]}"
 )
@@ -151,10 +163,7 @@ def test_prompt_encoder_equals_segment_anythings_built_for_that_size(size):
     model = random_model("basam")
     ours = model.prompt_encoder
     grid = (size[0] // 16, size[1] // 16)
-    theirs = PromptEncoder(
-        embed_dim=ours.embed_dim, image_embedding_size=grid, input_image_size=size, mask_in_chans=16
-    )
-    theirs.load_state_dict(ours.state_dict())
+    theirs = segment_anythings_prompt_encoder(ours, size)
     coords, labels = _prompts(*size)
     boxes = torch.tensor([[3.0, 5.0, size[1] - 20.0, size[0] - 9.0], [0.0, 0.0, 31.0, 47.0]])
     masks = torch.randn(2, 1, 4 * grid[0], 4 * grid[1])
@@ -180,11 +189,7 @@ def test_traceable_point_embedding_is_segment_anythings_and_padding_is_inert(siz
     segment-anything (float32 coordinate rounding through sin/cos), 0 between padding values."""
     model = random_model("basam")
     ours = model.prompt_encoder
-    grid = (size[0] // 16, size[1] // 16)
-    theirs = PromptEncoder(
-        embed_dim=ours.embed_dim, image_embedding_size=grid, input_image_size=size, mask_in_chans=16
-    )
-    theirs.load_state_dict(ours.state_dict())
+    theirs = segment_anythings_prompt_encoder(ours, size)
     g = torch.Generator().manual_seed(3)
     coords = torch.rand(3, 5, 2, generator=g) * torch.tensor([size[1] - 1.0, size[0] - 1.0])
     # Three points (padding among them), then a box's two corners, for each of three prompts.
