@@ -91,15 +91,7 @@ def test_onnx_node_attributes_match():
     """The node TensorRT's parser hands to the plugin: op type, namespace, version, attributes."""
     values = {"scale_mode": "log_n", "n0": 4096, "patch_size": 16, "bias_slope": 0.015625}
     values["bias_metric"] = "manhattan"
-    node = onnx.helper.make_node(
-        "BasamAttention",
-        list(launch.INPUTS),
-        list(launch.OUTPUTS),
-        domain=plan.PLUGIN_DOMAIN,
-        plugin_namespace="basam",
-        plugin_version="1",
-        **values,
-    )
+    node = contract_node(**values)
     types = {a.name: a.type for a in node.attribute}
     for name, kind in launch.ATTRIBUTES:
         assert types[name] == ONNX_TYPES[kind]
