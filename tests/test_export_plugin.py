@@ -16,8 +16,8 @@ from conftest import randomize_, relative_error
 from onnx import TensorProto, helper
 
 from basam_deploy import BasamError, build_sam
+from basam_deploy import fused_op_contract as fused_op
 from basam_deploy.artifacts import sha256
-from basam_deploy.export import fused_op
 from basam_deploy.export.graphs import EncoderGraph
 from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.export.op_check import BASAM_PLUGIN_OPS, unsupported_nodes

@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 import pytest
 
+from basam_deploy import fused_op_contract
 from basam_deploy.configs import BIAS_METRICS, AttentionSpec
 from basam_deploy.errors import BasamError
 from basam_deploy.kernels import launch
@@ -96,9 +97,9 @@ def test_onnx_node_attributes_match():
     for name, kind in launch.ATTRIBUTES:
         assert types[name] == ONNX_TYPES[kind]
     assert plan.PLUGIN_MODULE == "basam_deploy.tensorrt.plugin"
-    assert [n.op_type for n in plan.plugin_nodes(onnx.helper.make_model(_graph(node)))] == [
-        "BasamAttention"
-    ]
+    assert [
+        n.op_type for n in fused_op_contract.plugin_nodes(onnx.helper.make_model(_graph(node)))
+    ] == ["BasamAttention"]
 
 
 def _graph(node):
@@ -243,7 +244,7 @@ def contract_node(**values):
         "BasamAttention",
         list(launch.INPUTS),
         list(launch.OUTPUTS),
-        domain=plan.PLUGIN_DOMAIN,
+        domain=fused_op_contract.DOMAIN,
         plugin_namespace="basam",
         plugin_version="1",
         **values,

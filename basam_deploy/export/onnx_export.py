@@ -24,6 +24,7 @@ import onnx
 import torch
 from torch.export import Dim
 
+from .. import fused_op_contract
 from .._version import __version__
 from ..artifacts import (
     MANIFEST,
@@ -290,7 +291,7 @@ def _describe(
         "attention_op": None
         if options.bias != "plugin"
         else {
-            **fused_op.describe(),
+            **fused_op_contract.describe(),
             "blocks": [i for i, b in enumerate(sam.image_encoder.blocks) if b.window_size == 0],
         },
         "precision": options.precision,

@@ -10,7 +10,7 @@ shapes and numerics are TensorRT's to judge), but one that fails would certainly
 
 Our own TensorRT plugin ops are accepted when the caller declares them in ``plugin_ops``
 (``basam-export --bias plugin`` passes ``BASAM_PLUGIN_OPS``); a declared ``basam::BasamAttention``
-node must then also keep the op's contract (``fused_op.node_problems``: inputs, attribute names,
+node must then also keep the op's contract (``fused_op_contract.node_problems``: inputs, attribute names,
 types and values, ``plugin_namespace`` / ``plugin_version``), or the plugin registry would not
 take it.
 
@@ -29,14 +29,14 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Set, Tuple
 import onnx
 from onnx import helper
 
+from .. import fused_op_contract
 from ..errors import BasamError
-from . import fused_op
 
 OPS_FILE = "tensorrt_ops.json"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _MAX_NAMED = 5
 # The ops basam-deploy's own TensorRT plugin serves: (domain, op_type).
-BASAM_PLUGIN_OPS = fused_op.PLUGIN_OPS
+BASAM_PLUGIN_OPS = fused_op_contract.PLUGIN_OPS
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,11 @@ class _Walker:
     def node_problems(self, node: onnx.NodeProto, constants: FrozenSet[str]) -> List[str]:
         key = (_domain(node.domain), node.op_type)
         if key in self.plugins:
-            return fused_op.node_problems(node) if fused_op.is_fused_node(node) else []
+            return (
+                fused_op_contract.node_problems(node)
+                if fused_op_contract.is_fused_node(node)
+                else []
+            )
         if key in self.functions:
             if key not in self.called:
                 self.called.append(key)

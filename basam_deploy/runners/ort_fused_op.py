@@ -27,8 +27,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from .. import fused_op_contract
 from ..errors import BasamError
-from ..export import fused_op
 
 ORT_DOMAIN = "ai.onnx.contrib"  # onnxruntime-extensions' domain for Python ops
 INSTALL_HINT = "pip install 'basam-deploy[kernels]'"
@@ -86,8 +86,8 @@ def register_op() -> str:
     if not _registered:
         dt = ortx.PyCustomOpDef
         ortx.onnx_op(
-            op_type=fused_op.OP_TYPE,
-            inputs=[dt.dt_float] * len(fused_op.INPUTS),
+            op_type=fused_op_contract.OP_TYPE,
+            inputs=[dt.dt_float] * len(fused_op_contract.INPUTS),
             outputs=[dt.dt_float],
             attrs={
                 "scale_mode": dt.dt_string,
@@ -107,7 +107,7 @@ def register_library(options) -> None:
 
 
 def has_fused_nodes(model: onnx.ModelProto) -> bool:
-    return any(fused_op.is_fused_node(node) for node in model.graph.node)
+    return any(fused_op_contract.is_fused_node(node) for node in model.graph.node)
 
 
 def _elem_types(model: onnx.ModelProto) -> Dict[str, int]:
@@ -130,7 +130,7 @@ def prepare_model(model: onnx.ModelProto) -> onnx.ModelProto:
     types = _elem_types(copy)
     nodes: List[onnx.NodeProto] = []
     for node in graph.node:
-        if not fused_op.is_fused_node(node):
+        if not fused_op_contract.is_fused_node(node):
             nodes.append(node)
             continue
         node.domain = ORT_DOMAIN
@@ -163,7 +163,7 @@ def prepare_model(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.node[:]
     graph.node.extend(nodes)
     for opset in copy.opset_import:
-        if opset.domain == fused_op.DOMAIN:
+        if opset.domain == fused_op_contract.DOMAIN:
             opset.domain = ORT_DOMAIN
             break
     if not any(opset.domain == ORT_DOMAIN for opset in copy.opset_import):

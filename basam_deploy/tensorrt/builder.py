@@ -52,12 +52,13 @@ from ..errors import BasamError
 from ..kernels.ptx import DEFAULT_PTX_VERSION, minimum_driver_for_ptx, ptx_version_for
 from .device import GpuInfo, check_driver, cuda_driver_version, current_gpu
 from .manifest import engine_manifest
-from .plan import WEAKLY_TYPED_FP16, BuildPlan, PluginPlan, module_importable
+from .plan import WEAKLY_TYPED_FP16, BuildPlan, PluginPlan
 from .progress import ProgressPrinter, make_progress_monitor
 from .trt_import import (
     Capabilities,
     import_polygraphy_trt,
     import_tensorrt,
+    module_importable,
     version_at_least,
     version_tuple,
 )

@@ -17,14 +17,14 @@ Precision routes:
   on purpose; for comparison only.
 """
 
-import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import onnx
 
+from .. import fused_op_contract
 from ..artifacts import verify_listed_file
 from ..errors import BasamError
 from ..kernels.ptx import DEFAULT_PTX_VERSION, minimum_driver_for_ptx
@@ -41,10 +41,9 @@ from .profiles import (
     parse_triple,
     validate_profile,
 )
-from .trt_import import DOMAIN_NAMESPACE_VERSION
+from .trt_import import DOMAIN_NAMESPACE_VERSION, module_importable
 
 DEFAULT_PRESET = "ladder"
-PLUGIN_DOMAIN = "basam"
 # The module that registers the BA-SAM TensorRT plugin (tensorrt.plugin), imported before parsing.
 PLUGIN_MODULE = "basam_deploy.tensorrt.plugin"
 PLUGIN_MODES = ("auto", "off")
@@ -140,9 +139,13 @@ class PluginPlan:
 
     def describe(self) -> str:
         if not self.required:
-            why = "--plugin off" if self.mode == "off" else f"no node in domain '{PLUGIN_DOMAIN}'"
+            why = (
+                "--plugin off"
+                if self.mode == "off"
+                else f"no node in domain '{fused_op_contract.DOMAIN}'"
+            )
             return f"none ({why})"
-        ops = ", ".join(f"{PLUGIN_DOMAIN}::{op} x{n}" for op, n in self.ops)
+        ops = ", ".join(f"{fused_op_contract.DOMAIN}::{op} x{n}" for op, n in self.ops)
         found = "importable" if self.importable else "NOT importable: the build will stop"
         extra = f"; needs TensorRT >= {self.min_tensorrt}" if self.min_tensorrt else ""
         ptx = f"PTX {self.ptx_version or DEFAULT_PTX_VERSION}" + (
@@ -260,39 +263,6 @@ def _tensor_infos(values: Sequence[onnx.ValueInfoProto], skip=()) -> Tuple[Tenso
     return tuple(out)
 
 
-def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from _all_nodes(g)
-
-
-def _namespace(node: onnx.NodeProto) -> Optional[str]:
-    for attr in node.attribute:
-        if attr.name == "plugin_namespace":
-            return onnx.helper.get_attribute_value(attr).decode()
-    return None
-
-
-def plugin_nodes(model: onnx.ModelProto) -> List[onnx.NodeProto]:
-    """Nodes for the BA-SAM plugin: domain ``basam``, or a ``plugin_namespace`` attribute ``basam``."""
-    nodes = list(_all_nodes(model.graph))
-    for function in model.functions:
-        nodes.extend(function.node)
-    return [n for n in nodes if n.domain == PLUGIN_DOMAIN or _namespace(n) == PLUGIN_DOMAIN]
-
-
-def module_importable(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):  # a parent package is missing
-        return False
-
-
 def read_export(onnx_path: Path) -> Tuple[onnx.ModelProto, Dict[str, object], str]:
     """One file of a basam-export folder, checked against its manifest: (graph without external
     weights, the folder's manifest, the file's sha256), or a one-line BasamError."""
@@ -372,7 +342,7 @@ def _plugin(
 ) -> PluginPlan:
     if options.plugin not in PLUGIN_MODES:
         raise BasamError(f"--plugin {options.plugin!r}: choose auto or off")
-    nodes = plugin_nodes(model)
+    nodes = fused_op_contract.plugin_nodes(model)
     if not nodes:
         if options.ptx_version is not None:
             notes.append(f"--ptx-version is ignored: {name} holds no BA-SAM plugin node")
@@ -386,7 +356,7 @@ def _plugin(
             f"{name} holds {len(nodes)} BA-SAM plugin node(s) ({', '.join(op for op, _ in ops)}) "
             f"that only the plugin can build: use --plugin auto, or export with --bias subgraph"
         )
-    if any(_namespace(n) is None for n in nodes):
+    if any(fused_op_contract.plugin_namespace(n) is None for n in nodes):
         min_tensorrt = ".".join(map(str, DOMAIN_NAMESPACE_VERSION))
         notes.append(
             "plugin nodes without a plugin_namespace attribute rely on the parser reading the node "

@@ -30,9 +30,13 @@ from ..errors import BasamError
 from ..kernels.ptx import minimum_driver_for_ptx
 from .device import check_driver, cuda_driver_version, current_gpu, require_cuda
 from .manifest import check_engine_manifest, manifest_profiles, read_engine_manifest
-from .plan import module_importable
 from .profiles import ShapeRange, select_profile
-from .trt_import import Capabilities, import_polygraphy_trt, import_tensorrt
+from .trt_import import (
+    Capabilities,
+    import_polygraphy_trt,
+    import_tensorrt,
+    module_importable,
+)
 
 # TensorRT DataType member names -> torch dtype names.
 TORCH_DTYPES = {

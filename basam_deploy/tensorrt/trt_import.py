@@ -117,6 +117,14 @@ def tensorrt_available() -> bool:
     return True
 
 
+def module_importable(name: str) -> bool:
+    """True when module ``name`` (a plugin module an engine names) can be imported here."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent package is missing
+        return False
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
