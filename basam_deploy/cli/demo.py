@@ -1,7 +1,7 @@
 """``basam-demo``: build a model and show its image embeddings at several resolutions.
 
-The stand-in for the main job until the exporter lands: it proves the install and shows that one
-model serves every size (multiples of 16, non-square too).
+It proves the install and shows that one model serves every size (multiples of 16, non-square
+too).
 """
 
 import argparse
@@ -11,20 +11,14 @@ from typing import List, Optional
 
 import torch
 
-from .. import BIAS_METRICS, MODEL_CONFIGS, PRESETS, build_sam
 from ..errors import BasamError
 from . import ArgumentParser, parse_size, run
+from .options import add_model_options, build_model
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="basam-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny", choices=list(MODEL_CONFIGS))
-    parser.add_argument("--preset", default="basam", choices=list(PRESETS))
-    parser.add_argument(
-        "--checkpoint", default=None, help="SAM / BA-SAM checkpoint (default: random init)"
-    )
-    parser.add_argument("--bias-slope", type=float, default=None)
-    parser.add_argument("--bias-metric", default=None, choices=list(BIAS_METRICS))
+    add_model_options(parser)
     parser.add_argument(
         "--size",
         action="append",
@@ -45,16 +39,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     sizes = [parse_size(s) for s in (args.size or default_sizes)]
     if args.batch < 1:
         raise BasamError(f"--batch must be >= 1, got {args.batch}")
-    torch.manual_seed(0)
-    model = build_sam(
-        args.model,
-        args.preset,
-        args.checkpoint,
-        bias_slope=args.bias_slope,
-        bias_metric=args.bias_metric,
-    )
+    model, checkpoint = build_model(args)
     info = ", ".join(f"{k}={v}" for k, v in model.describe().items())
-    weights = args.checkpoint or "random init"
+    weights = checkpoint or "random init"
     print(f"built {info} ({weights})")
     for height, width in sizes:
         image = torch.zeros(args.batch, 3, height, width)

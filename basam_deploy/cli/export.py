@@ -8,12 +8,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .. import BIAS_METRICS, MODEL_CONFIGS, PRESETS, build_sam
 from ..artifacts import foreign_entries
 from ..errors import BasamError
 from ..export.onnx_export import (
     BIAS_MODES,
-    DEFAULT_MAX_SIZE,
     DEFAULT_OPSET,
     PRECISIONS,
     TOOL,
@@ -21,9 +19,8 @@ from ..export.onnx_export import (
     export_onnx,
 )
 from ..runners.providers import DEFAULT_PROVIDERS, resolve_providers
-from ..weights import DEFAULT as DEFAULT_CHECKPOINT
-from ..weights import resolve_checkpoint
-from . import ArgumentParser, add_provider_option, finite_float, parse_size, run
+from . import ArgumentParser, add_provider_option, parse_size, run
+from .options import add_model_options, add_size_range_options, build_model, size_range
 
 DEFAULT_OUTPUT = Path("export") / "out"
 
@@ -36,17 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dynamic", action="store_true", help="dynamic batch, height and width (always; default)"
     )
-    parser.add_argument("--model", default="tiny", choices=list(MODEL_CONFIGS))
-    parser.add_argument("--preset", default="basam", choices=list(PRESETS))
-    parser.add_argument(
-        "--checkpoint",
-        default=DEFAULT_CHECKPOINT,
-        metavar="PATH",
-        help="a checkpoint file; 'default' (default): the weights embedded in the package (tiny; "
-        "other models stay random); 'none': random init (seed 0)",
-    )
-    parser.add_argument("--bias-slope", type=finite_float, default=None)
-    parser.add_argument("--bias-metric", default=None, choices=list(BIAS_METRICS))
+    add_model_options(parser)
     parser.add_argument(
         "--bias",
         default="subgraph",
@@ -56,10 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "onnxruntime-extensions)",
     )
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
-    parser.add_argument(
-        "--min-size", type=int, default=None, help="default 256 (1024 for basam-official)"
-    )
-    parser.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE)
+    add_size_range_options(parser, what="the export")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
@@ -84,8 +68,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     options = ExportOptions(
         precision=args.precision,
         bias=args.bias,
-        min_size=args.min_size,
-        max_size=args.max_size,
+        **size_range(args),
         opset=args.opset,
         check=args.check,
         check_sizes=[parse_size(s) for s in args.check_size] if args.check_size else None,
@@ -95,19 +78,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise BasamError("--provider applies to the parity check: drop it, or drop --no-check")
     if args.check:  # an unavailable provider is refused before the export, not after it
         resolve_providers(options.check_providers)
-    import torch
-
-    torch.manual_seed(0)
-    checkpoint = resolve_checkpoint(
-        args.model, None if args.checkpoint == "none" else args.checkpoint, args.preset
-    )
-    sam = build_sam(
-        args.model,
-        args.preset,
-        checkpoint,
-        bias_slope=args.bias_slope,
-        bias_metric=args.bias_metric,
-    )
+    sam, checkpoint = build_model(args)
     print(f"basam-export: {', '.join(f'{k}={v}' for k, v in sam.describe().items())}")
     result = export_onnx(sam, args.output, options, checkpoint=checkpoint)
     if result.parity is not None:

@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from .. import MODEL_CONFIGS, PRESETS
 from . import add_provider_option, parse_size
+from .options import add_model_options
 
 DESCRIPTION = (
     "Compare B with A (the reference) on the same random images and point/box prompts: the "
@@ -28,17 +28,12 @@ def add_parser(commands) -> None:
     compare.add_argument("--batch", type=int, default=1, metavar="N", help="images per size")
     compare.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the rows")
     add_provider_option(compare, "ONNX sides")
-    compare.add_argument(
-        "--model",
-        default=None,
-        choices=list(MODEL_CONFIGS),
-        help="for 'default' and checkpoint sides (default: the other side's export, else tiny)",
-    )
-    compare.add_argument(
-        "--preset",
-        default=None,
-        choices=list(PRESETS),
-        help="as --model (default: the other side's export, else basam)",
+    add_model_options(
+        compare,
+        checkpoint=False,
+        bias=False,
+        unset="for 'default' and checkpoint sides (default: the other side's export's, else "
+        "{default})",
     )
     compare.add_argument(
         "--torch-device", default="cpu", metavar="DEVICE", help="PyTorch sides: cpu or cuda"

@@ -1,0 +1,178 @@
+"""Command-line options shared by several entry points: one declaration and one default each.
+
+Every command that takes a model, a size range or a backend declares it here, so ``--checkpoint``
+(or ``--max-size``, ``--backend``...) means the same thing, with the same default, in
+``basam-demo``, ``basam-export``, ``basam-serve``, ``basam-amg``, ``basam-trt compare`` and the
+Python sample. An option left out parses as None, and None means the library's default (one
+source: ``build_sam``'s signature, ``DEFAULT_MAX_SIZE``...), so the default is written nowhere here
+but in the help text, which quotes it from that source. ``tests/test_cli_options.py`` checks that
+no entry point declares one of these flags itself or with another default.
+
+API (stable; every command uses it):
+
+- ``add_model_options(parser, *, checkpoint=True, bias=True, unset=None)`` -> the argument group
+  "model": ``--model``, ``--preset``, ``--checkpoint PATH|default|none`` (default: the weights
+  shipped in the package; ``none``: random init, seed 0), ``--bias-slope``, ``--bias-metric``.
+  ``unset`` replaces the help saying what ``--model`` / ``--preset`` left out mean
+  (``basam-trt compare``: the other side's export's); ``{default}`` in it is the default.
+- ``model_options(args)`` -> ``build_sam`` keyword arguments of the model options given on the
+  command line (``--checkpoint none`` -> ``checkpoint=None``); the ones left out are absent.
+- ``build_model(args)`` -> ``(sam, checkpoint)``: ``build_sam`` from those options, seeded (random
+  init is the same in every process), and the checkpoint file it loaded (None: random init).
+- ``add_size_range_options(parser, *, what)`` -> ``--min-size``, ``--max-size`` (pixels; ``what``
+  says what the range bounds, e.g. "the export"); ``size_range(args)`` -> the given ones as
+  ``min_size`` / ``max_size`` keyword arguments.
+- ``add_backend_options(parser, *, threads=False)`` -> ``--backend torch|onnxruntime|tensorrt``
+  (default torch), ``--onnx DIR`` (a basam-export folder), ``--engines DIR`` (a basam-trt folder),
+  ``--threads N`` with ``threads=True``; ``backend_folder(args)`` -> the folder of the chosen
+  backend (None for torch).
+"""
+
+import argparse
+import inspect
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from ..build import build_sam
+from ..configs import BIAS_METRICS, DEFAULT_BIAS_METRIC, MODEL_CONFIGS, PRESETS
+from ..weights import DEFAULT as SHIPPED_WEIGHTS
+from ..weights import resolve_checkpoint
+from . import finite_float
+
+RANDOM_INIT = "none"
+# The one default of each model option: build_sam's own.
+_BUILD_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(build_sam).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+}
+SEED = 0
+
+
+def add_model_options(
+    parser: argparse.ArgumentParser,
+    *,
+    checkpoint: bool = True,
+    bias: bool = True,
+    unset: Optional[str] = None,
+) -> argparse._ArgumentGroup:
+    """The model group; see the module docstring."""
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=None,
+        choices=list(MODEL_CONFIGS),
+        help=(unset or "default {default}").format(default=_BUILD_DEFAULTS["model"]),
+    )
+    group.add_argument(
+        "--preset",
+        default=None,
+        choices=list(PRESETS),
+        help=(unset or "default {default}").format(default=_BUILD_DEFAULTS["preset"]),
+    )
+    if checkpoint:
+        group.add_argument(
+            "--checkpoint",
+            default=None,
+            metavar="PATH",
+            help=f"a SAM / BA-SAM checkpoint file; '{SHIPPED_WEIGHTS}' (default): the weights "
+            f"shipped in the package (tiny; other models stay random); '{RANDOM_INIT}': random "
+            f"init (seed {SEED})",
+        )
+    if bias:
+        group.add_argument(
+            "--bias-slope",
+            type=finite_float,
+            default=None,
+            help="beta of the basam distance bias (default 1 / the pre-training grid side; 0: off)",
+        )
+        group.add_argument(
+            "--bias-metric",
+            default=None,
+            choices=list(BIAS_METRICS),
+            help=f"token distance of the bias (default {DEFAULT_BIAS_METRIC})",
+        )
+    return group
+
+
+def model_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """``build_sam`` keyword arguments of the model options given (see the module docstring)."""
+    given = {
+        name: getattr(args, name, None)
+        for name in ("model", "preset", "checkpoint", "bias_slope", "bias_metric")
+    }
+    options = {name: value for name, value in given.items() if value is not None}
+    if options.get("checkpoint") == RANDOM_INIT:
+        options["checkpoint"] = None
+    return options
+
+
+def build_model(args: argparse.Namespace) -> Tuple[Any, Optional[Path]]:
+    """``(sam, checkpoint)``: ``build_sam`` from the model options, seeded; checkpoint: the file
+    loaded (None: random init)."""
+    import torch
+
+    options = {**_BUILD_DEFAULTS, **model_options(args)}
+    checkpoint = resolve_checkpoint(options["model"], options["checkpoint"], options["preset"])
+    options["checkpoint"] = checkpoint
+    torch.manual_seed(SEED)
+    return build_sam(**options), checkpoint
+
+
+def add_size_range_options(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """``--min-size`` / ``--max-size``; see the module docstring."""
+    from ..export.onnx_export import DEFAULT_MAX_SIZE
+
+    group = parser.add_argument_group("size range")
+    group.add_argument(
+        "--min-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"smallest side of {what}, pixels (default: the preset's smallest)",
+    )
+    group.add_argument(
+        "--max-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"largest side of {what}, pixels (default {DEFAULT_MAX_SIZE})",
+    )
+
+
+def size_range(args: argparse.Namespace) -> Dict[str, int]:
+    """``min_size`` / ``max_size`` keyword arguments of the ones given."""
+    given = {"min_size": args.min_size, "max_size": args.max_size}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def add_backend_options(parser: argparse.ArgumentParser, *, threads: bool = False) -> None:
+    """``--backend``, ``--onnx``, ``--engines`` (and ``--threads``); see the module docstring."""
+    from ..serving.server import BACKENDS
+
+    group = parser.add_argument_group("backend")
+    group.add_argument(
+        "--backend",
+        default=BACKENDS[0],
+        choices=list(BACKENDS),
+        help=f"what runs the model (default {BACKENDS[0]}: the model options above, in process)",
+    )
+    group.add_argument(
+        "--onnx", type=Path, default=None, metavar="DIR", help="onnxruntime: a basam-export folder"
+    )
+    group.add_argument(
+        "--engines",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="tensorrt: a basam-trt engine folder",
+    )
+    if threads:
+        group.add_argument(
+            "--threads", type=int, default=None, metavar="N", help="onnxruntime intra-op threads"
+        )
+
+
+def backend_folder(args: argparse.Namespace) -> Optional[Path]:
+    """The folder of the chosen backend: ``--onnx`` or ``--engines``; None for torch."""
+    return {"onnxruntime": args.onnx, "tensorrt": args.engines}.get(args.backend)
