@@ -3,6 +3,10 @@
 Raised deep in the library, caught once at the top of each command (``basam_deploy.cli``), where it
 becomes a single line on stderr and a non-zero exit code, with no traceback. Its message names the
 problem and the fix.
+
+A message names a parameter the user should change in backticks, `min_size`, or with the value to
+give, `bias=subgraph`: the library speaks in parameters, and the command line reports the same
+message with flags (``--min-size``, ``--bias subgraph``; ``cli/flags.py``).
 """
 
 

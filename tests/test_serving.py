@@ -39,7 +39,6 @@ except ImportError as exc:  # any ImportError: a broken install skips too, with 
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from basam_deploy import Predictor, build_sam  # noqa: E402
-from basam_deploy.export.onnx_export import ExportOptions, export_onnx  # noqa: E402
 from basam_deploy.serving import protocol  # noqa: E402
 from basam_deploy.serving.server import (  # noqa: E402
     BasamServer,
@@ -490,7 +489,7 @@ def test_an_http_body_over_the_limit_is_refused(server, encoded):
     assert (
         f"over this server's limit of {MAX_REQUEST_MB * 2**20} bytes" in json.loads(body)["error"]
     )
-    assert "--max-request-mb" in json.loads(body)["error"]
+    assert "max_request_bytes" in json.loads(body)["error"]
     c = client(server, "grpc")
     with pytest.raises(InferenceServerException) as info:
         encode(c, np.zeros((2400, 2400, 3), np.uint8))  # 17.3 MB
@@ -509,7 +508,7 @@ def test_prompt_and_response_limits(server, encoded):
     assert time.monotonic() - start < 10
     message = info.value.message()
     assert f"5000 prompts in one request, over this server's limit of {MAX_PROMPTS}" in message
-    assert "--max-prompts" in message and "\n" not in message
+    assert "max_prompts" in message and "\n" not in message
 
     # 3000 prompts of 3 masks on a 600 x 660 image: 4.5 GB of outputs.
     big = encode(c, make_image(600, 660))
@@ -518,7 +517,7 @@ def test_prompt_and_response_limits(server, encoded):
         decode(c, big, point_coords=points, point_labels=np.ones((MAX_PROMPTS, 1)))
     message = info.value.message()
     assert "the response would be 4275.6 MiB (3000 prompts x 3 masks of 600x660)" in message
-    assert f"limit of {MAX_RESPONSE_MB:.1f} MiB" in message and "--max-response-mb" in message
+    assert f"limit of {MAX_RESPONSE_MB:.1f} MiB" in message and "max_response_bytes" in message
     c.close()
     assert_serving(server, encoded)
 
@@ -717,11 +716,10 @@ def test_client_sample_writes_the_overlay_png(server, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def onnx_export(checkpoint, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("onnx") / "export"
-    sam = build_sam("tiny", "basam", checkpoint)
-    export_onnx(sam, folder, ExportOptions(max_size=1024, check=False), progress=lambda s: None)
-    return folder
+def onnx_export(tiny_export):
+    """The weights of ``checkpoint`` exported up to 1024 px (conftest.tiny_export; shared with
+    test_predictor.py)."""
+    return tiny_export(seed=5, max_size=1024, check=False).folder
 
 
 def test_onnxruntime_backend_serves_an_export(onnx_export):

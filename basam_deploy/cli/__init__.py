@@ -1,6 +1,7 @@
 """Command-line tools: thin shells over library calls.
 
-``run`` is the one place where a ``BasamError`` becomes a single line on stderr and exit code 2,
+``run`` is the one place where a ``BasamError`` becomes a single line on stderr and exit code 2
+(its parameters named as flags: ``flags.in_flags``),
 and an interrupt (Ctrl-C, or SIGTERM from ``timeout``, ``docker stop``, a CI cancel) becomes
 ``interrupted`` and exit code 130 after the staged outputs are cleaned up; anything else is a bug
 and keeps its traceback.
@@ -65,12 +66,13 @@ class _Interrupts:
 def _one_line_warnings(name: str) -> Iterator[None]:
     """BasamWarnings as ``name: warning: ...`` lines (no source path and code line)."""
     from ..errors import BasamWarning
+    from .flags import in_flags
 
     show = warnings.showwarning
 
     def one_line(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, BasamWarning):
-            print(f"{name}: warning: {message}", file=file or sys.stderr)
+            print(f"{name}: warning: {in_flags(str(message))}", file=file or sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)
 
@@ -85,6 +87,7 @@ def run(
     name: str, main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None
 ) -> int:
     from ..errors import BasamError
+    from .flags import in_flags
 
     interrupts = _Interrupts()
     try:
@@ -105,7 +108,7 @@ def run(
             print(f"{name}: interrupted", file=sys.stderr)
             return INTERRUPTED
         if isinstance(exc, BasamError):
-            print(f"{name}: error: {exc}", file=sys.stderr)
+            print(f"{name}: error: {in_flags(str(exc))}", file=sys.stderr)
             return 2
         raise
 

@@ -11,10 +11,16 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .. import MODEL_CONFIGS, PRESETS
 from ..serving.protocol import DECODER_MODEL, DEFAULT_MAX_IMAGE_PIXELS, ENCODER_MODEL
-from ..serving.server import BACKENDS, STOP_GRACE_S, ServeConfig
+from ..serving.server import STOP_GRACE_S, ServeConfig
 from . import ArgumentParser, run
+from .options import (
+    add_backend_options,
+    add_model_options,
+    add_size_range_options,
+    model_options,
+    size_range,
+)
 
 DEFAULTS = ServeConfig()
 MIB = 2**20
@@ -32,31 +38,8 @@ def positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="basam-serve", description=__doc__.splitlines()[0])
-    model = parser.add_argument_group("model (torch backend)")
-    model.add_argument(
-        "--model", default=None, choices=list(MODEL_CONFIGS), help="default: build_sam's default"
-    )
-    model.add_argument(
-        "--preset", default=None, choices=list(PRESETS), help="default: build_sam's default"
-    )
-    model.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="default: build_sam's default weights",
-    )
-    backend = parser.add_argument_group("backend")
-    backend.add_argument("--backend", default="torch", choices=list(BACKENDS))
-    backend.add_argument(
-        "--onnx", type=Path, default=None, metavar="DIR", help="basam-export output"
-    )
-    backend.add_argument(
-        "--engines", type=Path, default=None, metavar="DIR", help="basam-trt engine folder"
-    )
-    backend.add_argument(
-        "--threads", type=int, default=None, metavar="N", help="onnxruntime intra-op threads"
-    )
+    add_model_options(parser)  # the torch backend's
+    add_backend_options(parser, threads=True)
     resize = parser.add_argument_group("resize policy (the Predictor's)")
     resize.add_argument(
         "--resolution",
@@ -67,18 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="long side every image is resized to (default: its own, clamped into the range)",
     )
     resize.add_argument(
-        "--min-size", type=int, default=None, metavar="N", help="torch: smallest side accepted"
-    )
-    resize.add_argument(
-        "--max-size", type=int, default=None, metavar="N", help="torch: largest (default 4096)"
-    )
-    resize.add_argument(
         "--max-image-pixels",
         type=positive_int,
         default=DEFAULT_MAX_IMAGE_PIXELS,
         metavar="N",
         help=f"largest upload, H x W pixels (default {DEFAULT_MAX_IMAGE_PIXELS} = 8192 x 8192)",
     )
+    add_size_range_options(parser, what="an image the torch backend takes")
     limits = parser.add_argument_group("limits per request")
     limits.add_argument(
         "--max-prompts",
@@ -171,15 +149,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     config.check()  # before the model loads: a busy port is a one-line error at once
     backend = load_backend(
         args.backend,
-        model=args.model,
-        preset=args.preset,
-        checkpoint=args.checkpoint,
         onnx=args.onnx,
         engines=args.engines,
         resolution=args.resolution,
-        min_size=args.min_size,
-        max_size=args.max_size,
         threads=args.threads,
+        **size_range(args),
+        **model_options(args),
     )
     say = lambda text: print(f"basam-serve: {text}", flush=True)  # noqa: E731
     say(backend.summary)

@@ -17,6 +17,7 @@ from typing import List, Optional
 
 from ..errors import BasamError
 from . import ArgumentParser, parse_size, run, trt_compare, trt_selftest
+from .flags import in_flags
 
 PROG = "basam-trt"
 
@@ -175,8 +176,8 @@ def check_built_engine(plan) -> None:
     onnxruntime at every profile's min, opt and max (``compare.check_engines``); raises a one-line
     BasamError on failure. PyTorch is left out, with a line saying why, when the export's
     checkpoint cannot be found."""
-    from ..artifacts import read_manifest
     from ..compare import check_engines, sam_from_export
+    from ..export.manifest import ExportManifest
 
     folder = plan.onnx.parent
     encoder = plan.output if plan.graph == "encoder" else plan.output.with_name("encoder.engine")
@@ -185,9 +186,9 @@ def check_built_engine(plan) -> None:
         print(f"parity skipped: build the encoder engine ({encoder.name}) to check the decoder")
         return
     try:
-        sam = sam_from_export(read_manifest(folder))
+        sam = sam_from_export(ExportManifest.read(folder))
     except BasamError as exc:
-        print(f"parity with PyTorch skipped: {exc}")
+        print(f"parity with PyTorch skipped: {in_flags(str(exc))}")
         sam = None
     reports = check_engines(folder, encoder, decoder if decoder.is_file() else None, sam=sam)
     for report in reports.values():

@@ -2,7 +2,7 @@
 metrics endpoints, which listen on private loopback ports.
 
 Why: Triton 2.51 (as bundled by PyTriton 0.7) has no option that bounds an HTTP request (its
-``--help`` lists no body or header limit), and its HTTP server (libevhtp) crashes the whole
+command-line help lists no body or header limit), and its HTTP server (libevhtp) crashes the whole
 process (SIGSEGV) on one request body of about 4 MB or more sent as
 ``Content-Type: application/x-www-form-urlencoded`` (curl's default for ``-d``), on the inference
 port and on the metrics port alike (reproduced here: 3 MB answered, 4.2 MB killed Triton; the same
@@ -188,8 +188,7 @@ class HttpFront:
         response = self._error(
             413,
             f"request body is {size}, over this server's limit of {self.max_body_bytes} bytes: "
-            f"send a smaller image or fewer prompts, or start basam-serve with a larger "
-            f"--max-request-mb",
+            f"send a smaller image or fewer prompts, or raise the server's max_request_bytes",
         )
         response.force_close()  # the rest of the body is not read: end the connection
         return response

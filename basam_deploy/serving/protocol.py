@@ -188,8 +188,7 @@ def read_images(images: np.ndarray, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
     if height * width > max_pixels:
         raise RequestError(
             f"image is {height}x{width} ({pixel_count(height * width)}), over this server's limit "
-            f"of {pixel_count(max_pixels)}: downscale it, or start basam-serve with a larger "
-            f"--max-image-pixels"
+            f"of {pixel_count(max_pixels)}: downscale it, or raise the server's max_image_pixels"
         )
     return images
 
@@ -250,8 +249,8 @@ def check_decode_size(items: List[DecodeItem], max_prompts: int, max_response_by
     if prompts > max_prompts:
         raise RequestError(
             f"{prompts} prompts in one request, over this server's limit of {max_prompts}: send "
-            f"them in several requests (the embeddings can be sent again), or start basam-serve "
-            f"with a larger --max-prompts"
+            f"them in several requests (the embeddings can be sent again), or raise the server's "
+            f"max_prompts"
         )
     size = response_bytes(items)
     if size > max_response_bytes:
@@ -260,7 +259,7 @@ def check_decode_size(items: List[DecodeItem], max_prompts: int, max_response_by
             f"the response would be {byte_count(size)} ({prompts} prompts x "
             f"{items[0].masks_per_prompt} masks of {height}x{width}), over this server's limit of "
             f"{byte_count(max_response_bytes)}: send fewer prompts per request or "
-            f"multimask_output false, or start basam-serve with a larger --max-response-mb"
+            f"multimask_output false, or raise the server's max_response_bytes"
         )
 
 

@@ -15,7 +15,7 @@ nothing), in chunks of prompts that bound the float32 masks built at once.
 
 Errors: PyTriton 0.7 sends one error to every request of the execution it was raised in. Decoder
 requests execute alone, so a bad one fails only itself; an encoder request fails our checks only
-for its image size (empty, over --max-image-pixels), which the requests batched with it share
+for its image size (empty, over ``max_image_pixels``), which the requests batched with it share
 (Triton batches equal shapes only). The server stays up.
 
 Limits: prompts per decoder request, the bytes of a decoder response, and (``http_front``) the
@@ -32,7 +32,7 @@ import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -70,7 +70,7 @@ DEFAULT_MAX_REQUEST_BYTES = 256 * 2**20  # an 8192 x 8192 RGB upload is 192 MiB
 # at most this many bytes or MAX_CHUNK_PROMPTS prompts, at least one prompt.
 CHUNK_MASK_BYTES = 64 * 2**20
 MAX_CHUNK_PROMPTS = 64
-# After the stop, how long past --exit-timeout basam-serve waits for a running chunk.
+# After the stop, how long past ``exit_timeout_s`` the server waits for a running chunk.
 STOP_GRACE_S = 20
 MONITORING_PERIOD_S = 1.0  # how often serve() checks that Triton and the models are alive
 
@@ -106,31 +106,31 @@ class ServeConfig:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
     def check(self) -> None:
-        ports = {"--http-port": self.http_port, "--grpc-port": self.grpc_port}
+        ports = {"http_port": self.http_port, "grpc_port": self.grpc_port}
         if self.metrics_port:
-            ports["--metrics-port"] = self.metrics_port
-        for flag, port in ports.items():
+            ports["metrics_port"] = self.metrics_port
+        for name, port in ports.items():
             if not 0 < port < 65536:
-                raise BasamError(f"{flag} {port} is not a TCP port (1-65535)")
+                raise BasamError(f"`{name}` {port} is not a TCP port (1-65535)")
         if len(set(ports.values())) < len(ports):
             raise BasamError(f"ports must differ, got {ports}")
         if self.max_batch < 1:
-            raise BasamError(f"--max-batch must be >= 1, got {self.max_batch}")
+            raise BasamError(f"`max_batch` must be >= 1, got {self.max_batch}")
         if self.queue_delay_us < 0:
-            raise BasamError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
+            raise BasamError(f"`queue_delay_us` must be >= 0, got {self.queue_delay_us}")
         if self.exit_timeout_s < 0:
-            raise BasamError(f"--exit-timeout must be >= 0, got {self.exit_timeout_s}")
+            raise BasamError(f"`exit_timeout_s` must be >= 0, got {self.exit_timeout_s}")
         limits = {
-            "--max-image-pixels": self.max_image_pixels,
-            "--max-prompts": self.max_prompts,
-            "--max-response-mb": self.max_response_bytes,
-            "--max-request-mb": self.max_request_bytes,
+            "max_image_pixels": self.max_image_pixels,
+            "max_prompts": self.max_prompts,
+            "max_response_bytes": self.max_response_bytes,
+            "max_request_bytes": self.max_request_bytes,
         }
-        for flag, value in limits.items():
+        for name, value in limits.items():
             if value < 1:
-                raise BasamError(f"{flag} must be >= 1, got {value}")
-        for flag, port in ports.items():
-            _require_free_port(self.host, port, flag)
+                raise BasamError(f"`{name}` must be >= 1, got {value}")
+        for name, port in ports.items():
+            _require_free_port(self.host, port, name)
 
     def urls(self) -> Dict[str, str]:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -158,7 +158,7 @@ def _free_loopback_ports(count: int) -> List[int]:
             s.close()
 
 
-def _require_free_port(host: str, port: int, flag: str) -> None:
+def _require_free_port(host: str, port: int, name: str) -> None:
     """Triton started on a busy port only times out after minutes; say so at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -167,7 +167,7 @@ def _require_free_port(host: str, port: int, flag: str) -> None:
             probe.bind((host, port))
         except OSError as exc:
             raise BasamError(
-                f"cannot listen on {host}:{port} ({exc.strerror}): choose another {flag} or --host"
+                f"cannot listen on {host}:{port} ({exc.strerror}): choose another `{name}` or `host`"
             ) from None
 
 
@@ -187,42 +187,39 @@ class Backend:
 def load_backend(
     backend: str = "torch",
     *,
-    model: Optional[str] = None,
-    preset: Optional[str] = None,
-    checkpoint: Optional[Path] = None,
     onnx: Optional[Path] = None,
     engines: Optional[Path] = None,
     resolution: Optional[int] = None,
     min_size: Optional[int] = None,
     max_size: Optional[int] = None,
     threads: Optional[int] = None,
+    **build_options: Any,
 ) -> Backend:
     """The ``Predictor`` basam-serve serves.
 
-    torch: ``build_sam`` with only the options given (its defaults otherwise: the embedded default
-        model), seeded like basam-export so a random init is the same in every process;
+    torch: ``build_sam(**build_options)`` (its defaults for the options not given: the embedded
+        default model), seeded like basam-export so a random init is the same in every process;
         min_size / max_size default to the Predictor's.
     onnxruntime: a basam-export folder (``onnx``); its manifest gives the size range.
     tensorrt: a basam-trt folder (``engines``); its profiles give the size range.
     """
     if backend not in BACKENDS:
-        raise BasamError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
-    torch_only = {"--model": model, "--preset": preset, "--checkpoint": checkpoint}
-    torch_only.update({"--min-size": min_size, "--max-size": max_size})
-    folder = {"onnxruntime": ("--onnx", onnx), "tensorrt": ("--engines", engines)}
-    for other, (flag, value) in folder.items():
+        raise BasamError(f"`backend` {backend!r} is not one of {', '.join(BACKENDS)}")
+    torch_only = {**build_options, "min_size": min_size, "max_size": max_size}
+    folder = {"onnxruntime": ("onnx", onnx), "tensorrt": ("engines", engines)}
+    for other, (name, value) in folder.items():
         if value is not None and backend != other:
-            raise BasamError(f"{flag} is for --backend {other}, not {backend}")
+            raise BasamError(f"`{name}` is for `backend={other}`, not {backend}")
     if backend != "torch":
-        given = [flag for flag, value in torch_only.items() if value is not None]
+        given = [f"`{name}`" for name, value in torch_only.items() if value is not None]
         if given:
             raise BasamError(
-                f"{', '.join(given)} apply to --backend torch; the {backend} backend serves the "
-                f"model and size range of its {folder[backend][0]} folder"
+                f"{', '.join(given)} apply to `backend=torch`; the {backend} backend serves the "
+                f"model and size range of its `{folder[backend][0]}` folder"
             )
-        flag, path = folder[backend]
+        name, path = folder[backend]
         if path is None:
-            raise BasamError(f"--backend {backend} needs {flag} DIR")
+            raise BasamError(f"`backend={backend}` needs `{name}` DIR")
         if backend == "onnxruntime":
             predictor = Predictor.from_onnx(path, resolution=resolution, threads=threads)
             return Backend(predictor, f"onnxruntime on {path}")
@@ -234,8 +231,7 @@ def load_backend(
     from ..build import build_sam
 
     torch.manual_seed(0)
-    options = {"model": model, "preset": preset, "checkpoint": checkpoint}
-    sam = build_sam(**{name: value for name, value in options.items() if value is not None})
+    sam = build_sam(**build_options)
     sizes = {"min_size": min_size, "max_size": max_size}
     predictor = Predictor(
         sam,
@@ -243,7 +239,7 @@ def load_backend(
         **{name: value for name, value in sizes.items() if value is not None},
     )
     info = ", ".join(f"{k}={v}" for k, v in sam.describe().items())
-    weights = checkpoint or "build_sam's default weights"
+    weights = build_options.get("checkpoint", "build_sam's default weights") or "random init"
     return Backend(predictor, f"torch, {info} ({weights})")
 
 
@@ -616,7 +612,7 @@ class BasamServer:
             try:
                 front.start()
             except OSError as exc:
-                raise BasamError(f"{exc}: choose another port or --host") from None
+                raise BasamError(f"{exc}: choose another port or `host`") from None
             self._fronts.append(front)
 
     def serve(self) -> bool:
@@ -661,7 +657,7 @@ class BasamServer:
         self._stop_requested.set()
         # The fronts first: they let their calls in flight finish (ended early by the flag)
         # and close their connections to Triton, which would otherwise hold Triton's exit
-        # for --exit-timeout.
+        # for ``exit_timeout_s``.
         fronts, self._fronts = self._fronts, []
         for front in fronts:
             front.stop()
