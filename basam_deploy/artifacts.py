@@ -133,22 +133,22 @@ def foreign_entries(folder: Path, tool: str) -> List[str]:
     return sorted(e.name for e in folder.iterdir() if e.name not in own)
 
 
-def check_writable(folder: Path, option: str = "--output") -> None:
+def check_writable(folder: Path, parameter: str = "output") -> None:
     """``folder``, or the nearest existing folder above it, must be a folder this process can write
-    in: a one-line BasamError naming ``option`` otherwise, before any work rather than after it."""
+    in: a one-line BasamError naming ``parameter`` otherwise, before any work rather than after it."""
     folder = Path(folder)
     existing = folder
     while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         raise BasamError(
-            f"cannot create {folder}: {existing} is not a folder; choose another {option}"
+            f"cannot create {folder}: {existing} is not a folder; choose another `{parameter}`"
         )
     try:
         Path(tempfile.mkdtemp(prefix=".basam-write-check.", dir=existing)).rmdir()
     except OSError as exc:
         raise BasamError(
-            f"cannot write in {existing} ({staging.os_reason(exc)}): choose another {option} "
+            f"cannot write in {existing} ({staging.os_reason(exc)}): choose another `{parameter}` "
             f"you can write to"
         ) from None
 
@@ -166,13 +166,13 @@ def check_output_folder(folder: Path, tool: str, writes: Iterable[str] = ()) -> 
     if not folder.exists():
         return
     if not folder.is_dir():
-        raise BasamError(f"output {folder} exists and is not a folder: choose another --output")
+        raise BasamError(f"output {folder} exists and is not a folder: choose another `output`")
     staging.sweep_stale(folder, STAGING_PREFIX)
     busy = staging.staging_folders(folder, STAGING_PREFIX)
     if busy:
         raise BasamError(
             f"another run is writing to {folder} ({busy[0].name}): wait for it to finish, or "
-            f"choose another --output"
+            f"choose another `output`"
         )
     entries = sorted(p.name for p in folder.iterdir())
     if not entries:
@@ -183,7 +183,7 @@ def check_output_folder(folder: Path, tool: str, writes: Iterable[str] = ()) -> 
     shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
     raise BasamError(
         f"output folder {folder} already holds other files ({shown}): choose an empty or new "
-        f"--output, or remove them"
+        f"`output`, or remove them"
     )
 
 
@@ -192,7 +192,7 @@ def _refuse_clash(folder: Path, tool: str, names: Iterable[str], note: str = "")
     if clash:
         raise BasamError(
             f"output folder {folder} holds {', '.join(clash)}, which {tool} did not write and "
-            f"would replace: move it away or choose another --output{note}"
+            f"would replace: move it away or choose another `output`{note}"
         )
 
 
@@ -219,7 +219,7 @@ def staged_output(destination: Path, tool: str) -> Iterator[Path]:
         destination.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BasamError(
-            f"cannot create {destination} ({staging.os_reason(exc)}): choose another --output"
+            f"cannot create {destination} ({staging.os_reason(exc)}): choose another `output`"
         ) from None
     folder = staging.new_staging(destination, STAGING_PREFIX, tool)
     try:
@@ -265,7 +265,7 @@ def staged_folder(destination: Path, tool: str = "basam-deploy") -> Iterator[Pat
     except OSError as exc:
         raise BasamError(
             f"cannot create {destination.parent} ({staging.os_reason(exc)}): choose another "
-            f"--output"
+            f"`output`"
         ) from None
     staging.sweep_stale(destination.parent, destination.name)
     folder = staging.new_staging(destination.parent, destination.name, tool)

@@ -296,7 +296,7 @@ def test_an_unwritable_output_is_refused_in_one_line_before_tracing(tmp_path):
 def test_an_output_under_a_file_is_refused_before_tracing(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     monkeypatch.setattr(onnx_export, "_encoder_proto", lambda *a: pytest.fail("traced"))
-    with pytest.raises(BasamError, match=r"is not a folder; choose another --output"):
+    with pytest.raises(BasamError, match=r"is not a folder; choose another `output`"):
         export_onnx(build_sam("tiny"), tmp_path / "file" / "out", progress=lambda _: None)
 
 

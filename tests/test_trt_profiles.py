@@ -253,7 +253,7 @@ def test_shape_range_contains_and_extent():
 def test_small_parsers():
     assert parse_triple("1:2:16", "points") == (1, 2, 16)
     for bad in ("1:2", "2:1:3", "0:1:1", "a:b:c"):
-        with pytest.raises(BasamError, match="--points"):
+        with pytest.raises(BasamError, match="`points`"):
             parse_triple(bad, "points")
     assert parse_size("512") == (512, 512) and parse_size("320x512") == (320, 512)
     with pytest.raises(BasamError, match="not N or HxW"):

@@ -10,17 +10,18 @@ flag of some command.
 
 import re
 
-# Parameters whose flag is not their name with dashes (the flag's unit or wording differs).
+# Parameters whose flag is not their name with dashes (the flag's unit or wording differs), and
+# parameter=value pairs that one flag sets.
 RENAMED = {
     "exit_timeout_s": "--exit-timeout",
     "max_response_bytes": "--max-response-mb",
     "max_request_bytes": "--max-request-mb",
     "weak_fp16": "--weakly-typed-fp16",
-    "profiles_preset": "--profiles",
-    "kind": "--cpu",
-    "long_side": "--long-side",
+    "profiles": "--profile",
+    "kind=cpu": "--cpu",
 }
-PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)(?:=([^`\s]+))?`")
+# One backtick each side (two are a docstring's literal, never a parameter to translate).
+PARAMETER = re.compile(r"(?<!`)`([a-z][a-z0-9_]*)(?:=([^`\s]+))?`(?!`)")
 
 
 def flag(parameter: str) -> str:
@@ -33,6 +34,8 @@ def in_flags(message: str) -> str:
 
     def one(match: "re.Match[str]") -> str:
         name, value = match.groups()
-        return flag(name) if value is None else f"{flag(name)} {value}"
+        if value is None:
+            return flag(name)
+        return RENAMED.get(f"{name}={value}", f"{flag(name)} {value}")
 
     return PARAMETER.sub(one, message)

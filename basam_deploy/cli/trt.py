@@ -152,7 +152,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     if args.dry_run or args.print_trtexec:
         if args.dry_run:
-            print(plan.describe())
+            print(in_flags(plan.describe()))
         if args.print_trtexec:
             from ..tensorrt.trtexec import trtexec_command
 
@@ -164,7 +164,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     # before printing anything: without TensorRT or Polygraphy, one line and exit 2
     trt = import_tensorrt()
     import_polygraphy_trt()
-    print(plan.describe())
+    print(in_flags(plan.describe()))
     build_engine(plan, trt=trt, verbose=args.verbose)
     if args.check:
         check_built_engine(plan)
@@ -267,7 +267,7 @@ def cmd_triton_repo(args: argparse.Namespace) -> int:
         kind="cpu" if args.cpu else "gpu",
     )
     plan = plan_triton_repo(args.source, options)
-    print(plan.describe())
+    print(in_flags(plan.describe()))
     if args.dry_run:
         for model in plan.models:
             print(f"\n--- {model.name}/config.pbtxt\n{model_config_text(model)}", end="")

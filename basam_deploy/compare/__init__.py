@@ -6,7 +6,7 @@ sources of every stage as its sides, so it sits above the TensorRT layer:
 - ``model``: the PyTorch model of a checkpoint or of an export (``sam_from_export``, checked by the
   checkpoint's sha256).
 - ``sources``: ``basam-trt compare``'s A and B (``default``, a checkpoint, an export, engines).
-- ``engines``: engines as a side, profile corners, ``check_engines`` (``basam-trt build --check``).
+- ``engines``: engines as a side, profile corners, ``check_engines`` (``basam-trt build``'s parity check).
 - ``run``: ``compare_sources`` (``basam-trt compare``).
 """
 

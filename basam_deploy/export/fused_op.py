@@ -1,6 +1,6 @@
 """The export's fused attention op: ``torch.ops.basam.attention`` -> ``basam::BasamAttention``.
 
-``basam-export --bias plugin`` traces the global blocks' attention core as ``torch.ops.basam.attention``
+An export with ``bias='plugin'`` traces the global blocks' attention core as ``torch.ops.basam.attention``
 (``modeling/fused_attention.py``) and ``translation_table`` turns each call into one ONNX node of
 the contract in ``fused_op_contract.py`` (op type, domain, inputs, attributes; shared with the
 onnxruntime reference op and the TensorRT build). ``canonicalize`` and ``annotate_outputs`` are

@@ -9,7 +9,7 @@ Every export runs ``check_tensorrt_ops``: a graph that passes is not proven to b
 shapes and numerics are TensorRT's to judge), but one that fails would certainly not parse.
 
 Our own TensorRT plugin ops are accepted when the caller declares them in ``plugin_ops``
-(``basam-export --bias plugin`` passes ``BASAM_PLUGIN_OPS``); a declared ``basam::BasamAttention``
+(an export with ``bias='plugin'`` passes ``BASAM_PLUGIN_OPS``); a declared ``basam::BasamAttention``
 node must then also keep the op's contract (``fused_op_contract.node_problems``: inputs, attribute names,
 types and values, ``plugin_namespace`` / ``plugin_version``), or the plugin registry would not
 take it.

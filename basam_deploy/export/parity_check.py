@@ -42,7 +42,7 @@ def torch_side(sam: BasamSam, device: str = "cpu") -> Side:
 def onnxruntime_side(
     folder: Path, precision: str, providers: Sequence[str] = DEFAULT_PROVIDERS
 ) -> Side:
-    """encoder.onnx and decoder.onnx of an export folder in onnxruntime. A ``--bias plugin``
+    """encoder.onnx and decoder.onnx of an export folder in onnxruntime. A ``bias='plugin'``
     encoder runs its BasamAttention nodes through the onnxruntime-extensions reference op."""
     encoder = OnnxRuntimeRunner(Path(folder) / "encoder.onnx", providers=providers)
     decoder = OnnxRuntimeRunner(Path(folder) / "decoder.onnx", providers=providers)

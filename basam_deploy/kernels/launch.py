@@ -92,7 +92,7 @@ class TileConfig:
 # and sm_90 (tests/test_kernel_aot.py compiles them): it holds the Q tile, the K and V tiles times
 # the pipeline stages, and the probabilities fed to the second dot, so FP32 and the wide head dim
 # take smaller tiles or fewer stages. 16-bit, d 64: 64 x 64 was the fastest of five tiles on an
-# H100 at 128 x 128 tokens (benchmarks/gpu_attention.py --tune); FP32, d 64: 32 x 32 of four.
+# H100 at 128 x 128 tokens (the tuning mode of benchmarks/gpu_attention.py); FP32, d 64: 32 x 32 of four.
 _TILES = {
     (True, 16): TileConfig(64, 64, 4, 2),
     (True, 32): TileConfig(64, 64, 4, 2),

@@ -26,7 +26,7 @@ LOGITS_BUDGET_BYTES = 1 << 30
 
 # How a layer computes its attention core: "torch" = the chunked path of this module, "fused" =
 # one ``torch.ops.basam.attention`` call (``fused_attention.py``; the Triton kernel on CUDA), the
-# op that ``basam-export --bias plugin`` writes into ONNX as one node.
+# op that an export with ``bias='plugin'`` writes into ONNX as one node.
 ATTENTION_BACKENDS = ("torch", "fused")
 
 

@@ -9,7 +9,7 @@ Parameter names are segment-anything's, so its checkpoints load as they are.
 
 Attention backend (``attention_backend``): "torch" runs every block's attention core in PyTorch
 (chunked over query rows); "fused" routes the GLOBAL blocks' core through ``torch.ops.basam.attention``
-(``fused_attention.py``: the Triton kernel on CUDA, the op ``basam-export --bias plugin`` writes into
+(``fused_attention.py``: the Triton kernel on CUDA, the op an export with ``bias='plugin'`` writes into
 ONNX). Window blocks always keep the PyTorch path: they see N = window^2 tokens (64 to 196), where the
 whole N x N logits are a few hundred KiB per head, the bias is a small constant-sized subgraph that
 TensorRT fuses by itself, and a kernel launch per window batch would gain nothing.
@@ -255,7 +255,7 @@ class BasamImageEncoder(ImageEncoderViT):
     @contextlib.contextmanager
     def using_attention_backend(self, backend: str) -> Iterator["BasamImageEncoder"]:
         """Run the global blocks with ``backend`` inside the ``with`` block, then restore the
-        previous one (``basam-export --bias plugin`` traces the model given to it this way)."""
+        previous one (an export with ``bias='plugin'`` traces the model given to it this way)."""
         previous = self.attention_backend
         self.attention_backend = backend
         try:

@@ -6,8 +6,8 @@ TensorRT (``tensorrt.runtime.TensorRTRunner``); they share one interface (``Runn
 are interchangeable. For each ``Case`` (batch, H, W), ``compare_sides`` feeds every side the same
 random image, compares each candidate's ``image_embeddings`` with the reference's, then runs each
 side's decoder on *its own* embeddings (one image at a time, the decoder's contract) with the same
-point and box prompts, so errors add up as they do in deployment. Every ``basam-export --check``,
-``basam-trt build --check``, ``basam-trt compare`` and ``basam-trt selftest`` row comes from here.
+point and box prompts, so errors add up as they do in deployment. Every parity check of an export
+or a build, every ``basam-trt compare`` and ``basam-trt selftest`` row comes from here.
 
 Why not Polygraphy's ``Comparator`` (read: polygraphy 0.53.6, ``polygraphy/comparator/
 comparator.py``): ``Comparator.run`` feeds one data loader's feed dicts to every runner (inputs

@@ -1,6 +1,6 @@
 """``ParityReport``: rows of reference-vs-candidate statistics, one table, JSON, a truth value.
 
-Every comparison in the toolkit (``basam-export --check``, ``basam-trt build --check``,
+Every comparison in the toolkit (the parity check of ``basam-export`` and ``basam-trt build``,
 ``basam-trt compare``, ``basam-trt selftest``) prints this table.
 """
 

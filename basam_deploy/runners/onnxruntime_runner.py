@@ -1,6 +1,6 @@
 """onnxruntime as a runner for exported ONNX files, on the execution providers asked for.
 
-Files exported with ``--bias plugin`` hold ``basam::BasamAttention`` nodes: the runner then builds its
+Files exported with ``bias='plugin'`` hold ``basam::BasamAttention`` nodes: the runner then builds its
 session from an in-memory copy whose nodes are onnxruntime-extensions' Python reference op
 (``ort_fused_op.py``); the file itself is never changed. That op is a CPU op whatever providers are
 asked for. Execution providers: ``providers.py`` (CPU by default; CUDA and TensorRT unverified).

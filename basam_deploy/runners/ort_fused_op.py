@@ -40,9 +40,9 @@ def _extensions():
         import onnxruntime_extensions
     except ImportError:
         raise BasamError(
-            "this ONNX file holds basam::BasamAttention nodes (an export with --bias plugin); "
+            "this ONNX file holds basam::BasamAttention nodes (an export with `bias=plugin`); "
             f"onnxruntime runs them with onnxruntime-extensions, which is not installed: "
-            f"{INSTALL_HINT}, or export with --bias subgraph"
+            f"{INSTALL_HINT}, or export with `bias=subgraph`"
         ) from None
     return onnxruntime_extensions
 

@@ -107,5 +107,5 @@ def check_driver(
     raise BasamError(
         f"the BA-SAM plugin kernel is PTX {ptx_version}, which needs a CUDA {need} driver; "
         f"this GPU's driver is CUDA {have}: update the driver, or build the engine with an "
-        f"older --ptx-version"
+        f"older `ptx_version`"
     )

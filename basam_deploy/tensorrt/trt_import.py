@@ -199,7 +199,7 @@ class Capabilities:
             if not strongly_typed:
                 raise BasamError(
                     f"TensorRT {self.version} builds strongly typed networks only (weak typing was "
-                    f"removed in 11.0): drop --weakly-typed-fp16 and build an FP16 export instead"
+                    f"removed in 11.0): drop `weak_fp16` and build an FP16 export instead"
                 )
             return False
         if strongly_typed and self.strongly_typed_flag is None:

@@ -150,7 +150,7 @@ def image_format(path: Path, option: str) -> str:
             f"{option} {path}: cannot write {path.suffix or 'a file without an extension'} "
             f"images; name it .png (lossless) or .jpg"
         )
-    check_writable(path.parent, option)
+    check_writable(path.parent, option[2:].replace("-", "_"))  # the flag's parameter
     return fmt
 
 

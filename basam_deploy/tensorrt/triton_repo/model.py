@@ -96,7 +96,7 @@ class RepoPlan:
     notes: Tuple[str, ...] = ()
 
     def describe(self) -> str:
-        """The plan as ``basam-trt triton-repo --dry-run`` prints it."""
+        """The plan as ``basam-trt triton-repo`` prints it."""
         lines = ["basam-trt triton-repo plan", f"  source     {self.source} ({self._what()})"]
         for index, model in enumerate(self.models):
             label = "  models     " if index == 0 else "             "

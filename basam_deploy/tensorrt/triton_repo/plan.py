@@ -30,7 +30,7 @@ ENCODER_MODEL, DECODER_MODEL, ENSEMBLE_MODEL = (
 PLATFORMS = {TENSORRT: "tensorrt_plan", ONNX: "onnxruntime_onnx"}
 MODEL_FILES = {TENSORRT: "model.plan", ONNX: "model.onnx"}
 # ONNX Runtime accepts any batch the export allows (1024): 4 is a modest default, as activation
-# memory grows with batch x resolution; --max-batch changes it. Engines default to what every one of
+# memory grows with batch x resolution; ``max_batch`` changes it. Engines default to what every one of
 # their profiles accepts.
 DEFAULT_ONNX_MAX_BATCH = 4
 
@@ -46,12 +46,12 @@ def _encoder_max_batch(
     profiles: the dynamic batcher forms batches without looking at profiles, so only that limit
     fits whichever profile serves a size. Triton refuses more than the largest limit."""
     if requested is not None and requested < 0:
-        raise BasamError(f"--max-batch {requested} is negative: give 0 (no batching) or more")
+        raise BasamError(f"`max_batch` {requested} is negative: give 0 (no batching) or more")
     if not shared_batch_axis(source):
         if requested:
             raise BasamError(
                 f"{source.file.name} has no batch axis shared by its inputs and outputs: drop "
-                f"--max-batch (the encoder is served with max_batch_size 0)"
+                f"`max_batch` (the encoder is served with max_batch_size 0)"
             )
         return 0
     if backend == ONNX:
@@ -63,14 +63,14 @@ def _encoder_max_batch(
         return smallest
     if requested > largest:
         raise BasamError(
-            f"--max-batch {requested} is above every optimization profile of {source.file.name} "
-            f"(largest batch {largest}), so Triton would refuse the model: choose --max-batch <= "
-            f"{largest}, or rebuild the engine with a larger batch in --profile"
+            f"`max_batch` {requested} is above every optimization profile of {source.file.name} "
+            f"(largest batch {largest}), so Triton would refuse the model: choose `max_batch` <= "
+            f"{largest}, or rebuild the engine with a larger batch in its profiles"
         )
     if requested > smallest:
         small = [str(i) for i, (_, high) in enumerate(batches) if high < requested]
         notes.append(
-            f"--max-batch {requested}: profile(s) #{', #'.join(small)} of {source.file.name} take "
+            f"`max_batch` {requested}: profile(s) #{', #'.join(small)} of {source.file.name} take "
             f"smaller batches, so a batch of more images at sizes only they serve fails"
         )
     return requested
@@ -153,7 +153,7 @@ def _graph_model(
                 "the graph's first axis (batch) is shared by image and image_embeddings, so it is "
                 "Triton's batch dimension; the dynamic batcher joins requests of equal H x W only."
                 if batching
-                else "Triton's batching is off (--max-batch 0 or no shared batch axis); dims "
+                else "Triton's batching is off (`max_batch=0` or no shared batch axis); dims "
                 "carry the batch axis explicitly."
             )
         )
@@ -307,12 +307,12 @@ def plan_triton_repo(
     """Every decision of the repository, from the source folder and the options."""
     source = Path(source)
     if options.instances < 1:
-        raise BasamError(f"--instances {options.instances} must be 1 or more")
+        raise BasamError(f"`instances` {options.instances} must be 1 or more")
     if options.kind not in KINDS:
         raise BasamError(f"instance kind {options.kind!r}: choose gpu or cpu")
     backend, graphs, provenance, notes = read_source(source, options.backend)
     if backend == TENSORRT and options.kind == "cpu":
-        raise BasamError("--cpu applies to ONNX models only: TensorRT plans run on GPUs")
+        raise BasamError("`kind=cpu` applies to ONNX models only: TensorRT plans run on GPUs")
     encoder_source, decoder_source = graphs
     max_batch = _encoder_max_batch(encoder_source, backend, options.max_batch, notes)
     encoder = _graph_model(

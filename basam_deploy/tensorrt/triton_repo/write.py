@@ -65,14 +65,14 @@ def _repo_manifest(plan: RepoPlan, files: Dict, schema) -> Dict:
 def _check_destination(plan: RepoPlan, output: Path, force: bool) -> None:
     source, target = plan.source.resolve(), output.resolve()
     if target == source or target in source.parents:
-        raise BasamError(f"--output {output} would replace the source folder: choose another")
+        raise BasamError(f"`output` {output} would replace the source folder: choose another")
     if output.exists() and not (output.is_dir() and not any(output.iterdir())):
         if not force:
             raise BasamError(
-                f"output {output} already exists: pass --force to replace it, or choose another "
-                f"--output"
+                f"output {output} already exists: pass `force` to replace it, or choose another "
+                f"`output`"
             )
-        # --force replaces an earlier repository of this tool, never someone else's folder.
+        # ``force`` replaces an earlier repository of this tool, never someone else's folder.
         check_output_folder(output, TOOL)
 
 

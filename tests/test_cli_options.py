@@ -1,0 +1,140 @@
+"""The command line's options: one declaration and one default per option across every entry point
+(``cli/options.py``), flags named only in ``basam_deploy/cli/``, and every parameter the library
+names in a message (`min_size`) reported as a flag that exists (``cli/flags.py``)."""
+
+import argparse
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+import basam_deploy
+from basam_deploy.cli import amg, demo, export, serve, trt
+from basam_deploy.cli.flags import PARAMETER, RENAMED, flag, in_flags
+from basam_deploy.cli.options import (
+    add_backend_options,
+    add_model_options,
+    add_size_range_options,
+)
+
+PACKAGE = Path(basam_deploy.__file__).parent
+# Files that write another program's command line, whose flags are that program's own.
+OTHER_PROGRAMS = {
+    "tensorrt/trtexec.py": "trtexec's argv (--profile=N, --minShapes...)",
+    "selftest/sample.py": "the C++ sample's argv (cpp/: --engines, --image, --point, --output)",
+}
+# Flags two commands declare for different things, so their defaults differ by design.
+DIFFERENT_BY_DESIGN = {
+    "--backend": "basam-trt triton-repo: the repository's Triton backend (auto/tensorrt/onnx), "
+    "not what runs the model",
+    "--onnx": "basam-export: a no-op switch (ONNX is the only format), elsewhere a folder",
+    "--output": "each command's own output (folder, engine, image, repository)",
+    "--json": "basam-trt inspect: print as JSON; elsewhere a file to write",
+    "--max-batch": "basam-serve: PyTriton's batch (4); triton-repo: from the engine profiles",
+}
+
+
+def entry_points():
+    """(command, parser) for every command and basam-trt subcommand."""
+    yield "basam-demo", demo.build_parser()
+    yield "basam-export", export.build_parser()
+    yield "basam-serve", serve.build_parser()
+    yield "basam-amg", amg.build_parser()
+    for action in trt.build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield f"basam-trt {name}", sub
+
+
+def declared():
+    """flag -> {command: action}."""
+    flags = defaultdict(dict)
+    for command, parser in entry_points():
+        for action in parser._actions:
+            for option in action.option_strings:
+                if option.startswith("--") and option != "--help":
+                    flags[option][command] = action
+    return flags
+
+
+def shared_reference():
+    """flag -> action as ``cli/options.py`` declares it."""
+    parser = argparse.ArgumentParser()
+    add_model_options(parser)
+    add_size_range_options(parser, what="x")
+    add_backend_options(parser, threads=True)
+    return {o: a for a in parser._actions for o in a.option_strings if o != "--help"}
+
+
+def test_shared_options_are_declared_once_with_one_default():
+    flags = declared()
+    reference = shared_reference()
+    for option, expected in reference.items():
+        assert len(flags[option]) >= 2, f"{option} is shared by fewer than two commands"
+        for command, action in flags[option].items():
+            got = (action.default, action.type, action.choices, action.metavar)
+            want = (expected.default, expected.type, expected.choices, expected.metavar)
+            assert got == want, f"{command} declares {option} itself: {got} != {want}"
+
+
+def test_a_flag_two_commands_declare_has_one_default():
+    for option, commands in declared().items():
+        defaults = {repr(action.default) for action in commands.values()}
+        if len(commands) > 1 and option not in DIFFERENT_BY_DESIGN:
+            assert len(defaults) == 1, f"{option}: {dict.fromkeys(commands)} disagree: {defaults}"
+
+
+def test_no_flag_of_ours_outside_the_cli():
+    """The library speaks in parameters: a flag of one of our commands named outside cli/ (in code,
+    a message or a docstring) fails here; the message names the parameter (`min_size`)."""
+    pattern = re.compile(
+        r"(?<![\w-])(" + "|".join(map(re.escape, sorted(declared(), key=len, reverse=True))) + ")"
+        r"(?![\w-])"
+    )
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith("cli/") or relative in OTHER_PROGRAMS:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                found.append(f"{relative}:{number}: {line.strip()}")
+    assert not found, "flags outside basam_deploy/cli/:\n" + "\n".join(found)
+
+
+def test_every_parameter_the_library_names_is_a_flag():
+    """Each `parameter` / `parameter=value` in the library's source turns into a declared flag (and
+    a value among its choices), so a renamed option cannot leave a message naming nothing."""
+    flags = declared()
+    named = set()
+    for path in PACKAGE.rglob("*.py"):
+        if "cli" not in path.relative_to(PACKAGE).parts:
+            named.update(PARAMETER.findall(path.read_text()))
+    assert named, "no parameter named in the library: the pattern no longer matches"
+    for name, value in sorted(named):
+        if value.startswith("{"):  # an f-string's field, e.g. `{name}`: checked where it is filled
+            continue
+        text = in_flags(f"`{name}={value}`" if value else f"`{name}`")
+        option = text.split()[0]
+        assert option in flags, f"`{name}` names {option}, which no command declares"
+        choices = next(iter(flags[option].values())).choices
+        if value and text == f"{option} {value}" and choices:
+            assert value in choices, f"`{name}={value}`: {value} is not a choice of {option}"
+    for parameter, option in RENAMED.items():
+        assert option in flags, f"RENAMED {parameter} -> {option}, which no command declares"
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ("`min_size` 250 is above `max_size` 200", "--min-size 250 is above --max-size 200"),
+        ("export with `bias=subgraph`", "export with --bias subgraph"),
+        ("`kind=cpu` applies to ONNX models only", "--cpu applies to ONNX models only"),
+        ("drop `weak_fp16`", "drop --weakly-typed-fp16"),
+        ("``min_size`` in a docstring", "``min_size`` in a docstring"),
+    ],
+)
+def test_in_flags(message, expected):
+    assert in_flags(message) == expected
+    assert flag("max_batch") == "--max-batch"
