@@ -6,7 +6,7 @@ problem and the fix.
 
 A message names a parameter the user should change in backticks, `min_size`, or with the value to
 give, `bias=subgraph`: the library speaks in parameters, and the command line reports the same
-message with flags (``--min-size``, ``--bias subgraph``; ``cli/flags.py``).
+message with the flags that set them (``cli/flags.py``).
 """
 
 

@@ -24,6 +24,13 @@ OTHER_PROGRAMS = {
     "tensorrt/trtexec.py": "trtexec's argv (--profile=N, --minShapes...)",
     "selftest/sample.py": "the C++ sample's argv (cpp/: --engines, --image, --point, --output)",
 }
+# Known debt, named so that it is not forgotten: basam-web's limit message is written twice, here
+# and in web/static/app.js (the page says it before upload); its owner changes both together.
+KNOWN_DEBT = {"web/images.py": "--max-image-pixels in too_large(), mirrored by static/app.js"}
+# Another concept under a shared option's flag (see DIFFERENT_BY_DESIGN).
+OTHER_CONCEPT = {("basam-trt triton-repo", "--backend"), ("basam-export", "--onnx")}
+# Files whose backticks are Markdown (a generated README), not parameters of a message.
+MARKDOWN = {"tensorrt/triton_repo/readme.py"}
 # Flags two commands declare for different things, so their defaults differ by design.
 DIFFERENT_BY_DESIGN = {
     "--backend": "basam-trt triton-repo: the repository's Triton backend (auto/tensorrt/onnx), "
@@ -64,7 +71,12 @@ def shared_reference():
     add_model_options(parser)
     add_size_range_options(parser, what="x")
     add_backend_options(parser, threads=True)
-    return {o: a for a in parser._actions for o in a.option_strings if o != "--help"}
+    return {
+        o: a
+        for a in parser._actions
+        for o in a.option_strings
+        if o.startswith("--") and o != "--help"
+    }
 
 
 def test_shared_options_are_declared_once_with_one_default():
@@ -73,6 +85,8 @@ def test_shared_options_are_declared_once_with_one_default():
     for option, expected in reference.items():
         assert len(flags[option]) >= 2, f"{option} is shared by fewer than two commands"
         for command, action in flags[option].items():
+            if (command, option) in OTHER_CONCEPT:
+                continue
             got = (action.default, action.type, action.choices, action.metavar)
             want = (expected.default, expected.type, expected.choices, expected.metavar)
             assert got == want, f"{command} declares {option} itself: {got} != {want}"
@@ -95,7 +109,7 @@ def test_no_flag_of_ours_outside_the_cli():
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE).as_posix()
-        if relative.startswith("cli/") or relative in OTHER_PROGRAMS:
+        if relative.startswith("cli/") or relative in {**OTHER_PROGRAMS, **KNOWN_DEBT}:
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if pattern.search(line):
@@ -109,7 +123,8 @@ def test_every_parameter_the_library_names_is_a_flag():
     flags = declared()
     named = set()
     for path in PACKAGE.rglob("*.py"):
-        if "cli" not in path.relative_to(PACKAGE).parts:
+        relative = path.relative_to(PACKAGE)
+        if "cli" not in relative.parts and relative.as_posix() not in MARKDOWN:
             named.update(PARAMETER.findall(path.read_text()))
     assert named, "no parameter named in the library: the pattern no longer matches"
     for name, value in sorted(named):
@@ -118,9 +133,9 @@ def test_every_parameter_the_library_names_is_a_flag():
         text = in_flags(f"`{name}={value}`" if value else f"`{name}`")
         option = text.split()[0]
         assert option in flags, f"`{name}` names {option}, which no command declares"
-        choices = next(iter(flags[option].values())).choices
-        if value and text == f"{option} {value}" and choices:
-            assert value in choices, f"`{name}={value}`: {value} is not a choice of {option}"
+        choices = [a.choices for a in flags[option].values()]
+        if value and text == f"{option} {value}" and all(choices):
+            assert any(value in c for c in choices), f"`{name}={value}`: no {option} takes {value}"
     for parameter, option in RENAMED.items():
         assert option in flags, f"RENAMED {parameter} -> {option}, which no command declares"
 
