@@ -1,0 +1,352 @@
+"""``basam-amg``: segment everything in an image (automatic masks) on any backend.
+
+A thin shell over ``basam_deploy.MaskGenerator`` (segment-anything's ``SamAutomaticMaskGenerator``
+for BA-SAM): the image at its native resolution by default, the masks as COCO-style JSON
+(``amg.coco_json``) and, optionally, a colour overlay PNG (``amg.overlay``). The Predictor comes
+from the same loader as basam-serve's (``serving.server.load_backend``). Both files are written
+atomically, after the last mask: an error or Ctrl-C leaves no file behind.
+"""
+
+import argparse
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from ..errors import BasamError
+from . import ArgumentParser, finite_float, run
+from .options import (
+    add_backend_options,
+    add_model_options,
+    add_size_range_options,
+    model_options,
+    size_range,
+)
+from .progress import ProgressBar
+
+PROG = "basam-amg"
+OUTPUT_SUFFIX = ".masks.json"
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is below {low}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """argparse ``type``: a finite number in [0, 1] (thresholds, ratios)."""
+    value = finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _add_generator_options(parser: argparse.ArgumentParser) -> None:
+    """SamAutomaticMaskGenerator's parameters, under their own names as flags (its defaults)."""
+    gen = parser.add_argument_group("mask generator (SamAutomaticMaskGenerator's parameters)")
+    gen.add_argument(
+        "--points-per-side",
+        type=_int_at_least(1),
+        default=32,
+        metavar="N",
+        help="an N x N grid of point prompts over each crop (default 32)",
+    )
+    gen.add_argument(
+        "--points-per-batch",
+        type=_int_at_least(1),
+        default=64,
+        metavar="N",
+        help="point prompts per decoder call (default 64); more is faster and takes more memory",
+    )
+    gen.add_argument(
+        "--pred-iou-thresh",
+        type=_fraction,
+        default=0.88,
+        metavar="X",
+        help="keep masks whose predicted IoU is above X (default 0.88)",
+    )
+    gen.add_argument(
+        "--stability-score-thresh",
+        type=_fraction,
+        default=0.95,
+        metavar="X",
+        help="keep masks whose stability score is above X (default 0.95)",
+    )
+    gen.add_argument(
+        "--stability-score-offset",
+        type=_non_negative,
+        default=1.0,
+        metavar="X",
+        help="logit offset of the stability score (default 1.0)",
+    )
+    gen.add_argument(
+        "--box-nms-thresh",
+        type=_fraction,
+        default=0.7,
+        metavar="X",
+        help="box IoU above which the weaker of two masks is dropped (default 0.7)",
+    )
+    gen.add_argument(
+        "--crop-n-layers",
+        type=_int_at_least(0),
+        default=0,
+        metavar="N",
+        help="also run on crops: layer i has (2^i)^2 crops (default 0: the whole image only)",
+    )
+    gen.add_argument(
+        "--crop-nms-thresh",
+        type=_fraction,
+        default=0.7,
+        metavar="X",
+        help="box IoU for the NMS between crops (default 0.7)",
+    )
+    gen.add_argument(
+        "--crop-overlap-ratio",
+        type=_fraction,
+        default=512 / 1500,
+        metavar="X",
+        help="overlap of neighbouring crops, a fraction of the image side (default 512/1500)",
+    )
+    gen.add_argument(
+        "--crop-n-points-downscale-factor",
+        type=_int_at_least(1),
+        default=1,
+        metavar="N",
+        help="layer i's grid has points-per-side / N^i points per side (default 1)",
+    )
+    gen.add_argument(
+        "--min-mask-region-area",
+        type=_int_at_least(0),
+        default=0,
+        metavar="PIXELS",
+        help="remove holes and islands smaller than this from each mask (default 0: none)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("image", type=Path, metavar="IMAGE", help="a PNG, JPEG, ... image")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help=f"COCO-style JSON of the masks (default: IMAGE's stem + {OUTPUT_SUFFIX} in the "
+        "current folder)",
+    )
+    parser.add_argument(
+        "--overlay", type=Path, default=None, metavar="FILE.png", help="also a colour overlay PNG"
+    )
+    parser.add_argument(
+        "--outlines",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="outline each mask in the overlay (default: on)",
+    )
+    add_model_options(parser)  # the torch backend's
+    add_backend_options(parser, threads=True)
+    add_size_range_options(parser, what="an image (crop) the torch backend takes")
+    resize = parser.add_argument_group("resize policy (the Predictor's)")
+    resize.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        metavar="N",
+        help="long side each crop is resized to (default: native, the crop's own size)",
+    )
+    _add_generator_options(parser)
+    return parser
+
+
+def read_image(path: Path) -> np.ndarray:
+    """H W 3 uint8 RGB, or a one-line BasamError naming what is wrong with the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.exists():
+        raise BasamError(f"image not found: {path}")
+    if not path.is_file():
+        raise BasamError(f"{path} is not a file: give an image file (PNG, JPEG, ...)")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except UnidentifiedImageError:
+        raise BasamError(f"{path} is not an image Pillow can read: give a PNG, JPEG, ...") from None
+    except Image.DecompressionBombError as exc:
+        raise BasamError(f"{path} is too large to decode safely ({exc})") from None
+    except OSError as exc:
+        raise BasamError(f"cannot read {path} ({exc}): give a readable image file") from None
+
+
+def _check_output(path: Path, option: str, image: Path) -> None:
+    """Before any work: ``path`` can be written as a file (its folder exists, it is not a folder,
+    not the input image)."""
+    from ..artifacts import check_writable
+
+    if path.is_dir():
+        raise BasamError(f"{option} {path} is a folder: give a file name")
+    if not path.parent.is_dir():
+        raise BasamError(
+            f"{option} {path}: folder {path.parent} does not exist; create it or choose another "
+            f"{option}"
+        )
+    if path.exists() and image.exists() and path.samefile(image):
+        raise BasamError(f"{option} {path} is the input image: choose another file name")
+    check_writable(path.parent, option[2:])  # the flag's parameter: "--output" -> "output"
+
+
+def _outputs(args: argparse.Namespace) -> Dict[str, Path]:
+    output = args.output or Path(args.image.name).with_suffix("").with_suffix(OUTPUT_SUFFIX)
+    outputs = {"--output": output}
+    if args.overlay is not None:
+        outputs["--overlay"] = args.overlay
+    for option, path in outputs.items():
+        _check_output(path, option, args.image)
+    if args.overlay is not None and output.resolve() == args.overlay.resolve():
+        raise BasamError(f"--output and --overlay are both {output}: give two file names")
+    return outputs
+
+
+def generator_parameters(args: argparse.Namespace) -> Dict[str, Any]:
+    """The MaskGenerator keyword arguments of a command line (flags -> parameters)."""
+    names = [
+        "points_per_side",
+        "points_per_batch",
+        "pred_iou_thresh",
+        "stability_score_thresh",
+        "stability_score_offset",
+        "box_nms_thresh",
+        "crop_n_layers",
+        "crop_nms_thresh",
+        "crop_overlap_ratio",
+        "crop_n_points_downscale_factor",
+        "min_mask_region_area",
+    ]
+    return {name: getattr(args, name) for name in names}
+
+
+def describe_backend(args: argparse.Namespace) -> Dict[str, Any]:
+    """What made the masks, for the JSON's ``info``: the model, preset and checkpoint (name and
+    sha256, never a local path) of a torch backend, the export's or engines' manifest records
+    otherwise."""
+    import inspect
+
+    from ..artifacts import read_manifest
+    from ..build import build_sam
+    from ..export.provenance import describe_checkpoint
+    from ..weights import resolve_checkpoint
+
+    if args.backend == "torch":
+        given = model_options(args)  # None for checkpoint means random init
+        # build_sam's own defaults for the options not given: one source.
+        defaults = {k: p.default for k, p in inspect.signature(build_sam).parameters.items()}
+        model = given.get("model", defaults["model"])
+        preset = given.get("preset", defaults["preset"])
+        checkpoint = given.get("checkpoint", defaults["checkpoint"])
+        return {
+            "name": "torch",
+            **given,
+            "model": model,
+            "preset": preset,
+            "checkpoint": _json(
+                describe_checkpoint(resolve_checkpoint(model, checkpoint, preset), model, preset)
+            ),
+        }
+    if args.backend == "tensorrt":
+        from ..tensorrt.manifest import read_engine_manifest
+
+        manifest = read_engine_manifest(args.engines / "encoder.engine")
+        return {"name": "tensorrt", "engine": manifest["engine"], "source": manifest["source"]}
+    manifest = read_manifest(args.onnx)
+    keys = ("model", "preset", "checkpoint", "precision", "bias", "size_range")
+    return {"name": args.backend, "export": {k: manifest.get(k) for k in keys}}
+
+
+def _json(record: Any) -> Any:
+    """A manifest record (``CheckpointRecord``) as JSON data; None stays None (random init)."""
+    return None if record is None else record.to_json()
+
+
+def _check_size(image: np.ndarray, predictor: Any, path: Path) -> None:
+    """At native resolution an image larger than the backend's range would be downscaled in
+    silence: refuse it and name the two ways out."""
+    height, width = image.shape[:2]
+    if predictor.resolution is None and max(height, width) > predictor.max_size:
+        raise BasamError(
+            f"{path} is {width}x{height}, larger than this backend's largest side "
+            f"{predictor.max_size}: pass --resolution {predictor.max_size} (or less) to downscale "
+            f"each crop, or use a backend exported for larger sizes"
+        )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..amg.coco_json import coco_document, describe, write_coco_json
+    from ..amg import MaskGenerator
+    from ..amg.overlay import render_overlay, write_png
+    from ..artifacts import staged_file
+    from ..serving.server import load_backend
+
+    outputs = _outputs(args)
+    image = read_image(args.image)
+    backend = load_backend(
+        args.backend,
+        onnx=args.onnx,
+        engines=args.engines,
+        resolution=args.resolution,
+        threads=args.threads,
+        **size_range(args),
+        **model_options(args),
+    )
+    _check_size(image, backend.predictor, args.image)
+    parameters = generator_parameters(args)
+    generator = MaskGenerator(backend.predictor, output_mode="coco_rle", **parameters)
+    height, width = image.shape[:2]
+    print(f"{PROG}: {backend.summary}", file=sys.stderr)
+    start = time.perf_counter()
+    with ProgressBar(PROG) as bar:
+        records = generator.generate(image, progress=bar.update)
+    elapsed = time.perf_counter() - start
+    info = describe(
+        PROG,
+        describe_backend(args),
+        {**parameters, "resolution": args.resolution, "output_mode": "coco_rle"},
+    )
+    document = coco_document(records, args.image.name, (height, width), info)
+    overlay = render_overlay(image, records, outlines=args.outlines) if args.overlay else None
+    # Both files are written to temporary names beside their destinations and renamed into place
+    # together at the end of the block: an error or Ctrl-C while writing leaves neither.
+    with ExitStack() as stack:
+        staged = {k: stack.enter_context(staged_file(p)) for k, p in outputs.items()}
+        write_coco_json(staged["--output"], document)
+        if overlay is not None:
+            write_png(staged["--overlay"], overlay)
+    print(f"{len(records)} masks in {elapsed:.1f} s ({width}x{height})")
+    for path in outputs.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run(PROG, main))
+
+
+if __name__ == "__main__":
+    entry()
