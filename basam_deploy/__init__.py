@@ -1,6 +1,7 @@
 """basam-deploy: BA-SAM (Segment Anything at any resolution) from checkpoint to production."""
 
 from ._version import __version__
+from .amg import MaskGenerator
 from .build import build_sam
 from .checkpoint import CheckpointReport, load_checkpoint
 from .configs import BIAS_METRICS, MODEL_CONFIGS, PRESETS
@@ -14,6 +15,7 @@ __all__ = [
     "BasamError",
     "BasamWarning",
     "CheckpointReport",
+    "MaskGenerator",
     "Prediction",
     "Predictor",
     "build_sam",

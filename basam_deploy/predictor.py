@@ -21,7 +21,7 @@ tests/test_sampredictor_parity.py (docs/predictor.md). ``coords="pixel_centers"`
 """
 
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -239,12 +239,7 @@ class Predictor:
 
     def set_image(self, image: np.ndarray) -> None:
         """image: H W 3 uint8 RGB, any size. Plans the transform and runs the encoder once."""
-        if not isinstance(image, np.ndarray):
-            raise BasamError(f"image must be a numpy array H x W x 3, got {type(image).__name__}")
-        if image.dtype != np.uint8:
-            raise BasamError(f"image must be uint8 RGB (0-255), got dtype {image.dtype}")
-        if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-            raise BasamError(f"image must be H x W x 3 (RGB, channels last), got {image.shape}")
+        check_image(image)
         transform = self.plan(image.shape[:2])
         # Forget the previous image first: a failing encoder leaves no stale embedding behind.
         self.transform = self.embeddings = None
@@ -319,6 +314,36 @@ class Predictor:
         ``return_logits`` gives float32 logits instead of ``logits > 0`` (SamPredictor's
         ``mask_threshold``).
         """
+        iou, low_res, single = self._decode(
+            point_coords, point_labels, box, mask_input, multimask_output
+        )
+        masks = self._require_image().masks_to_image(low_res)
+        result = Prediction(masks if return_logits else masks > 0.0, iou, low_res)
+        return Prediction(*(part[0] for part in result)) if single else result
+
+    def predict_low_res(
+        self,
+        point_coords: Optional[np.ndarray] = None,
+        point_labels: Optional[np.ndarray] = None,
+        box: Optional[np.ndarray] = None,
+        mask_input: Optional[np.ndarray] = None,
+        multimask_output: bool = True,
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """``predict`` without the upscaling to the image: (iou_predictions P C float32,
+        low_res_logits P C Hp/4 Wp/4 float32), always with the prompt axis P; same arguments.
+
+        For callers that bring a few masks at a time to the image with ``transform.masks_to_image``
+        because P C H W float32 logits would not fit (``MaskGenerator`` at 4096 x 4096: 64 prompts
+        x 3 masks x 4096^2 x 4 B ~ 13 GB).
+        """
+        iou, low_res, _ = self._decode(
+            point_coords, point_labels, box, mask_input, multimask_output
+        )
+        return iou, low_res
+
+    def _decode(self, point_coords, point_labels, box, mask_input, multimask_output: bool):
+        """The decoder on validated prompts -> (iou P C, low_res P C Hp/4 Wp/4, whether the
+        prompt came in SamPredictor's single-prompt form)."""
         transform = self._require_image()
         coords, labels, unbatched_points = self._points(point_coords, point_labels, transform)
         boxes = self._boxes(box, transform)
@@ -363,9 +388,7 @@ class Predictor:
         chosen = slice(1, 4) if multimask_output else slice(0, 1)
         low_res = np.ascontiguousarray(out["low_res_masks"][:, chosen], np.float32)
         iou = np.ascontiguousarray(out["iou_predictions"][:, chosen], np.float32)
-        masks = transform.masks_to_image(low_res)
-        result = Prediction(masks if return_logits else masks > 0.0, iou, low_res)
-        return Prediction(*(part[0] for part in result)) if single else result
+        return iou, low_res, single
 
     def _points(self, point_coords, point_labels, transform: ImageTransform):
         """-> (P N 2 model-input coords, P N labels, whether given unbatched as N 2); no points:
@@ -453,6 +476,16 @@ class Predictor:
             )
         _check_finite(masks, "mask_input", "pass the low_res_logits of an earlier predict")
         return masks, np.ones(prompts, np.float32)
+
+
+def check_image(image: Any) -> None:
+    """One-line ``BasamError`` unless ``image`` is an H W 3 uint8 RGB numpy array (H, W >= 1)."""
+    if not isinstance(image, np.ndarray):
+        raise BasamError(f"image must be a numpy array H x W x 3, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise BasamError(f"image must be uint8 RGB (0-255), got dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+        raise BasamError(f"image must be H x W x 3 (RGB, channels last), got {image.shape}")
 
 
 def _numbers(value: Any, what: str, form: str, dtype: Any = np.float64) -> np.ndarray:

@@ -1,11 +1,13 @@
 """The single place where segment-anything is imported.
 
 ``segment_anything/__init__.py`` imports its predictor and automatic mask generator, which import
-torchvision. basam-deploy needs only ``segment_anything.modeling`` (and ``build_sam`` for reference
-tests), none of which touch torchvision, and on CPU-only machines a torchvision matching the CPU
-torch wheel is often unavailable. When that package-level import fails because of torchvision, the
-package object is registered without running its ``__init__`` so that its submodules still import;
-``SamPredictor`` and ``SamAutomaticMaskGenerator`` are then unavailable, and nothing here uses them.
+torchvision. basam-deploy needs only ``segment_anything.modeling``, the mask generator's helpers
+``segment_anything.utils.amg`` (re-exported here as ``amg``; ``basam_deploy.amg`` runs them over any
+backend) and ``build_sam`` for reference tests, none of which touch torchvision, and on CPU-only
+machines a torchvision matching the CPU torch wheel is often unavailable. When that package-level
+import fails because of torchvision, the package object is registered without running its
+``__init__`` so that its submodules still import; ``SamPredictor`` and ``SamAutomaticMaskGenerator``
+are then unavailable, and nothing here uses them.
 With a working torchvision the ordinary import is used unchanged.
 """
 
@@ -43,6 +45,7 @@ from segment_anything.modeling import (  # noqa: E402
     TwoWayTransformer,
 )
 from segment_anything.modeling.image_encoder import Attention, Block  # noqa: E402
+from segment_anything.utils import amg  # noqa: E402
 
 __all__ = [
     "Attention",
@@ -52,4 +55,5 @@ __all__ = [
     "PromptEncoder",
     "Sam",
     "TwoWayTransformer",
+    "amg",
 ]
