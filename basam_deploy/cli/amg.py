@@ -8,6 +8,7 @@ atomically, after the last mask: an error or Ctrl-C leaves no file behind.
 """
 
 import argparse
+import inspect
 import sys
 import time
 from contextlib import ExitStack
@@ -59,86 +60,61 @@ def _non_negative(text: str) -> float:
     return value
 
 
+# MaskGenerator's parameters offered as flags (``--points-per-side`` for ``points_per_side``): the
+# type each flag parses, its metavar and what it does. Not offered: point_grids (arrays) and
+# output_mode (the JSON always holds COCO RLE).
+GENERATOR_OPTIONS = {
+    "points_per_side": (_int_at_least(1), "N", "an N x N grid of point prompts over each crop"),
+    "points_per_batch": (
+        _int_at_least(1),
+        "N",
+        "point prompts per decoder call; more is faster and takes more memory",
+    ),
+    "pred_iou_thresh": (_fraction, "X", "keep masks whose predicted IoU is above X"),
+    "stability_score_thresh": (_fraction, "X", "keep masks whose stability score is above X"),
+    "stability_score_offset": (_non_negative, "X", "logit offset of the stability score"),
+    "box_nms_thresh": (_fraction, "X", "box IoU above which the weaker of two masks is dropped"),
+    "crop_n_layers": (
+        _int_at_least(0),
+        "N",
+        "also segment crops: layer i has (2^i)^2 of them (0: the whole image only)",
+    ),
+    "crop_nms_thresh": (_fraction, "X", "box IoU of the NMS between crops"),
+    "crop_overlap_ratio": (_fraction, "X", "overlap of neighbouring crops, a fraction of a side"),
+    "crop_n_points_downscale_factor": (
+        _int_at_least(1),
+        "N",
+        "layer i's grid has points-per-side / N^i points per side",
+    ),
+    "min_mask_region_area": (
+        _int_at_least(0),
+        "PIXELS",
+        "remove holes and islands smaller than this from each mask (0: none)",
+    ),
+}
+
+
+def generator_defaults() -> Dict[str, Any]:
+    """MaskGenerator's own defaults (SamAutomaticMaskGenerator's): the one source."""
+    from ..amg import MaskGenerator
+
+    signature = inspect.signature(MaskGenerator.__init__).parameters
+    return {name: signature[name].default for name in GENERATOR_OPTIONS}
+
+
 def _add_generator_options(parser: argparse.ArgumentParser) -> None:
-    """SamAutomaticMaskGenerator's parameters, under their own names as flags (its defaults)."""
-    gen = parser.add_argument_group("mask generator (SamAutomaticMaskGenerator's parameters)")
-    gen.add_argument(
-        "--points-per-side",
-        type=_int_at_least(1),
-        default=32,
-        metavar="N",
-        help="an N x N grid of point prompts over each crop (default 32)",
-    )
-    gen.add_argument(
-        "--points-per-batch",
-        type=_int_at_least(1),
-        default=64,
-        metavar="N",
-        help="point prompts per decoder call (default 64); more is faster and takes more memory",
-    )
-    gen.add_argument(
-        "--pred-iou-thresh",
-        type=_fraction,
-        default=0.88,
-        metavar="X",
-        help="keep masks whose predicted IoU is above X (default 0.88)",
-    )
-    gen.add_argument(
-        "--stability-score-thresh",
-        type=_fraction,
-        default=0.95,
-        metavar="X",
-        help="keep masks whose stability score is above X (default 0.95)",
-    )
-    gen.add_argument(
-        "--stability-score-offset",
-        type=_non_negative,
-        default=1.0,
-        metavar="X",
-        help="logit offset of the stability score (default 1.0)",
-    )
-    gen.add_argument(
-        "--box-nms-thresh",
-        type=_fraction,
-        default=0.7,
-        metavar="X",
-        help="box IoU above which the weaker of two masks is dropped (default 0.7)",
-    )
-    gen.add_argument(
-        "--crop-n-layers",
-        type=_int_at_least(0),
-        default=0,
-        metavar="N",
-        help="also run on crops: layer i has (2^i)^2 crops (default 0: the whole image only)",
-    )
-    gen.add_argument(
-        "--crop-nms-thresh",
-        type=_fraction,
-        default=0.7,
-        metavar="X",
-        help="box IoU for the NMS between crops (default 0.7)",
-    )
-    gen.add_argument(
-        "--crop-overlap-ratio",
-        type=_fraction,
-        default=512 / 1500,
-        metavar="X",
-        help="overlap of neighbouring crops, a fraction of the image side (default 512/1500)",
-    )
-    gen.add_argument(
-        "--crop-n-points-downscale-factor",
-        type=_int_at_least(1),
-        default=1,
-        metavar="N",
-        help="layer i's grid has points-per-side / N^i points per side (default 1)",
-    )
-    gen.add_argument(
-        "--min-mask-region-area",
-        type=_int_at_least(0),
-        default=0,
-        metavar="PIXELS",
-        help="remove holes and islands smaller than this from each mask (default 0: none)",
-    )
+    """One flag per GENERATOR_OPTIONS entry; left out, the generator's default applies."""
+    group = parser.add_argument_group("mask generator (SamAutomaticMaskGenerator's parameters)")
+    defaults = generator_defaults()
+    for name, (parse, metavar, text) in GENERATOR_OPTIONS.items():
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=parse,
+            default=None,
+            metavar=metavar,
+            help=f"{text} (default {defaults[name]:.4g})",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """H W 3 uint8 RGB, or a one-line BasamError naming what is wrong with the file."""
-    from PIL import Image, UnidentifiedImageError
+    """H W 3 uint8 RGB as a viewer shows it (EXIF orientation applied, as OpenCV's imread in
+    segment-anything's amg script), or a one-line BasamError naming what is wrong with the file."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.exists():
         raise BasamError(f"image not found: {path}")
@@ -186,7 +163,7 @@ def read_image(path: Path) -> np.ndarray:
         raise BasamError(f"{path} is not a file: give an image file (PNG, JPEG, ...)")
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except UnidentifiedImageError:
         raise BasamError(f"{path} is not an image Pillow can read: give a PNG, JPEG, ...") from None
     except Image.DecompressionBombError as exc:
@@ -225,29 +202,19 @@ def _outputs(args: argparse.Namespace) -> Dict[str, Path]:
 
 
 def generator_parameters(args: argparse.Namespace) -> Dict[str, Any]:
-    """The MaskGenerator keyword arguments of a command line (flags -> parameters)."""
-    names = [
-        "points_per_side",
-        "points_per_batch",
-        "pred_iou_thresh",
-        "stability_score_thresh",
-        "stability_score_offset",
-        "box_nms_thresh",
-        "crop_n_layers",
-        "crop_nms_thresh",
-        "crop_overlap_ratio",
-        "crop_n_points_downscale_factor",
-        "min_mask_region_area",
-    ]
-    return {name: getattr(args, name) for name in names}
+    """The MaskGenerator keyword arguments of a command line: every offered parameter, the
+    generator's default where its flag was left out (so that the JSON records what ran)."""
+    given = {name: getattr(args, name) for name in GENERATOR_OPTIONS}
+    return {
+        name: given[name] if given[name] is not None else default
+        for name, default in generator_defaults().items()
+    }
 
 
 def describe_backend(args: argparse.Namespace) -> Dict[str, Any]:
     """What made the masks, for the JSON's ``info``: the model, preset and checkpoint (name and
     sha256, never a local path) of a torch backend, the export's or engines' manifest records
     otherwise."""
-    import inspect
-
     from ..artifacts import read_manifest
     from ..build import build_sam
     from ..export.provenance import describe_checkpoint
@@ -298,8 +265,8 @@ def _check_size(image: np.ndarray, predictor: Any, path: Path) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..amg.coco_json import coco_document, describe, write_coco_json
     from ..amg import MaskGenerator
+    from ..amg.coco_json import coco_document, describe, write_coco_json
     from ..amg.overlay import render_overlay, write_png
     from ..artifacts import staged_file
     from ..serving.server import load_backend
