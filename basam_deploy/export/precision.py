@@ -33,7 +33,7 @@ before Q.K^T).
   an FP32 Resize inside an FP16 network (any exporter's interpolation; basam-deploy's encoder
   resizes its position embedding with matrices instead, shape-derived math above).
 
-**The fused attention node** (``basam::BasamAttention``, exports with ``--bias plugin``): FP16 in
+**The fused attention node** (``basam::BasamAttention``, exports with ``bias='plugin'``): FP16 in
 and out. Its five inputs (q, k, v and the rel-pos terms rel_h, rel_w) and its output are FP16
 tensors in the mixed graph: the op's contract requires one dtype for all of them, and its FP16
 inputs are what the subgraph form computes in FP16 too (the projections and the rel-pos Einsums).
@@ -45,24 +45,26 @@ traffic. ONNX has no schema for the op: its output's type is q's (see ``_infer``
 Graph inputs and outputs stay FP32 (Casts at the boundary). Integer and bool tensors are untouched.
 
 The mechanics (converting initializers, inserting Casts around FP32 nodes) are onnxconverter-common's
-``convert_float_to_float16``; see ``_prepare_for_converter`` and ``_repair_casts`` for what this
-module fixes around it and why. ``check_precision_policy`` verifies the result;
-``precision_summary`` counts nodes per precision for manifests.
+``convert_float_to_float16``; the onnx-graphsurgeon passes of ``fp16_passes`` prepare the graph for
+it and remove what it leaves (``convert_keeping_fp32`` chains them). The policy's rules read the
+graph through onnx-graphsurgeon too (a tensor's producer and readers, its type from strict shape
+inference). ``check_precision_policy`` verifies the result; ``precision_summary`` counts nodes per
+precision for manifests.
 """
 
 import warnings
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
 from typing import Collection, Dict, List, Optional, Set
 
 import numpy as np
 import onnx
+import onnx_graphsurgeon as gs
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import BasamError, BasamWarning
+from ..onnx_types import graph_value_types
+from . import fp16_passes as passes
 from . import fused_op
-
-FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16)
 
 # Ops whose FP16 computation is the point of the policy (weights and activations in FP16).
 FP16_COMPUTE_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum"})
@@ -75,7 +77,7 @@ FP32_SOFTMAX_OPS = frozenset({"Softmax", "LogSoftmax"})
 FP32_ONLY_OPS = frozenset({"Resize", "Range"})
 FP32_OPS = FP32_NORM_OPS | FP32_SOFTMAX_OPS | FP32_ONLY_OPS
 # Ops that only look at their input's shape, never its values.
-SHAPE_OPS = frozenset({"Shape", "Size"})
+SHAPE_OPS = passes.SHAPE_OPS
 # Ops of positional encodings, kept in FP32 with the arithmetic that forms their argument.
 ENCODING_OPS = frozenset({"Sin", "Cos"})
 # A MatMul/Gemm contracting over at most this many values projects coordinates (x, y, ...): not an
@@ -85,126 +87,107 @@ COORDINATE_CONTRACTION = 4
 SKELETON_BYTES = 4096
 # The largest finite FP16 value; larger weights are clamped to it (with a warning).
 FP16_MAX = 65504.0
+# The passes that remove what the converter leaves, in order (each one's docstring says why).
+REPAIRS = (
+    passes.fp32_graph_outputs,
+    passes.bypass_cast_round_trips,
+    passes.shapes_read_uncast,
+    passes.merge_duplicate_casts,
+)
 
 
-@dataclass
-class _Graph:
-    """Producer/consumer maps and element types of one (top-level) graph."""
+def _is_float(tensor: gs.Tensor) -> bool:
+    return passes.float_type(tensor) is not None
 
-    model: onnx.ModelProto
-    producer: Dict[str, onnx.NodeProto] = field(default_factory=dict)
-    consumers: Dict[str, List[onnx.NodeProto]] = field(default_factory=lambda: defaultdict(list))
-    elem_type: Dict[str, int] = field(default_factory=dict)
-    constants: Set[str] = field(default_factory=set)
-    dims: Dict[str, List[object]] = field(default_factory=dict)
 
-    @classmethod
-    def of(cls, model: onnx.ModelProto) -> "_Graph":
-        """Index ``model``, whose value_info must hold every tensor's type (shape inference)."""
-        graph = cls(model)
-        g = model.graph
-        for info in list(g.input) + list(g.output) + list(g.value_info):
-            graph.elem_type[info.name] = info.type.tensor_type.elem_type
-            if info.type.tensor_type.HasField("shape"):
-                graph.dims[info.name] = [
-                    d.dim_value if d.HasField("dim_value") else d.dim_param
-                    for d in info.type.tensor_type.shape.dim
-                ]
-        for init in g.initializer:
-            graph.elem_type[init.name] = init.data_type
-            graph.dims[init.name] = list(init.dims)
-            graph.constants.add(init.name)
-        for node in g.node:
-            for name in node.input:
-                if name:
-                    graph.consumers[name].append(node)
-            for name in node.output:
-                graph.producer[name] = node
-            if node.op_type == "Constant":
-                graph.constants.update(node.output)
-        return graph
+def _float_inputs(node: gs.Node) -> List[gs.Tensor]:
+    return [tensor for tensor in node.inputs if _is_float(tensor)]
 
-    def is_float(self, name: str) -> bool:
-        return self.elem_type.get(name) in FLOAT_TYPES
 
-    def float_inputs(self, node: onnx.NodeProto) -> List[str]:
-        return [name for name in node.input if name and self.is_float(name)]
-
-    def contraction(self, node: onnx.NodeProto) -> Optional[int]:
-        """How many values a MatMul/Gemm sums per output element, when the shapes say it; else
-        None (also for other ops)."""
-        if node.op_type not in ("MatMul", "Gemm"):
-            return None
-        dims = self.dims.get(node.input[0])
-        if not dims:
-            return None
-        trans_a = any(a.name == "transA" and a.i for a in node.attribute)
-        size = dims[0] if node.op_type == "Gemm" and trans_a else dims[-1]
-        return size if isinstance(size, int) and size > 0 else None
-
-    def compute_type(self, node: onnx.NodeProto) -> Optional[int]:
-        """The float type a node computes in: that of its first float input (else output)."""
-        for name in list(node.input) + list(node.output):
-            if name and self.is_float(name):
-                return self.elem_type[name]
+def _contraction(node: gs.Node) -> Optional[int]:
+    """How many values a MatMul/Gemm sums per output element, when the shapes say it; else None
+    (also for other ops)."""
+    if node.op not in ("MatMul", "Gemm"):
         return None
-
-    def size_only(self) -> Dict[str, bool]:
-        """For every tensor that does not depend on graph-input data: True when it depends on a
-        graph input's size (through Shape/Size), False when it is a pure constant.
-
-        Tensors that depend on input data are absent. Nodes with subgraphs count as data-dependent.
-        """
-        state: Dict[str, bool] = {name: False for name in self.constants}
-        for node in self.model.graph.node:  # topological order (ONNX requires it)
-            if node.op_type in SHAPE_OPS:
-                state.update({name: True for name in node.output})
-                continue
-            if any(attr.type in (attr.GRAPH, attr.GRAPHS) for attr in node.attribute):
-                continue
-            inputs = [name for name in node.input if name]
-            if all(name in state for name in inputs):
-                derived = any(state[name] for name in inputs)
-                state.update({name: derived for name in node.output})
-        return state
+    dims = node.inputs[0].shape
+    if not dims:
+        return None
+    size = dims[0] if node.op == "Gemm" and node.attrs.get("transA") else dims[-1]
+    return size if isinstance(size, int) and size > 0 else None
 
 
-def _shape_derived_nodes(graph: _Graph) -> Set[str]:
+def _compute_type(node: gs.Node) -> Optional[int]:
+    """The float type a node computes in: that of its first float input (else output)."""
+    for tensor in list(node.inputs) + list(node.outputs):
+        if _is_float(tensor):
+            return passes.float_type(tensor)
+    return None
+
+
+def _has_subgraph(node: gs.Node) -> bool:
+    return any(
+        isinstance(value, gs.Graph)
+        or (isinstance(value, list) and any(isinstance(v, gs.Graph) for v in value))
+        for value in node.attrs.values()
+    )
+
+
+def _size_only(graph: gs.Graph) -> Dict[str, bool]:
+    """For every tensor that does not depend on graph-input data: True when it depends on a graph
+    input's size (through Shape/Size), False when it is a pure constant. By tensor name.
+
+    Tensors that depend on input data are absent. Nodes with subgraphs count as data-dependent.
+    """
+    state = {t.name: False for t in graph.tensors().values() if isinstance(t, gs.Constant)}
+    for node in graph.nodes:  # topological order (ONNX requires it)
+        if node.op in SHAPE_OPS:
+            state.update({tensor.name: True for tensor in node.outputs})
+            continue
+        if _has_subgraph(node):
+            continue
+        inputs = [tensor.name for tensor in node.inputs if tensor.name]
+        if all(name in state for name in inputs):
+            derived = any(state[name] for name in inputs)
+            state.update({tensor.name: derived for tensor in node.outputs})
+    return state
+
+
+def _shape_derived_nodes(graph: gs.Graph) -> Set[str]:
     """Float nodes whose value depends on input sizes and weights only (never on input data)."""
-    state = graph.size_only()
+    state = _size_only(graph)
     return {
         node.name
-        for node in graph.model.graph.node
-        if node.op_type not in SHAPE_OPS
-        and node.output
-        and all(state.get(name, False) for name in node.output)
-        and (graph.float_inputs(node) or any(graph.is_float(name) for name in node.output))
+        for node in graph.nodes
+        if node.op not in SHAPE_OPS
+        and node.outputs
+        and all(state.get(tensor.name, False) for tensor in node.outputs)
+        and (_float_inputs(node) or any(_is_float(tensor) for tensor in node.outputs))
     }
 
 
-def _attention_logit_nodes(graph: _Graph) -> Set[str]:
+def _attention_logit_nodes(graph: gs.Graph) -> Set[str]:
     """Nodes on a path from a MatMul/Einsum output (Q.K^T) to a Softmax input.
 
     Walks backwards from each Softmax's input through float tensors; stops at FP16 compute ops (the
     product itself stays FP16), at other FP32 ops, and at graph inputs and constants.
     """
     found: Set[str] = set()
-    for softmax in graph.model.graph.node:
-        if softmax.op_type not in FP32_SOFTMAX_OPS:
+    for softmax in graph.nodes:
+        if softmax.op not in FP32_SOFTMAX_OPS:
             continue
-        stack = [softmax.input[0]]
+        stack = [softmax.inputs[0]]
         while stack:
-            node = graph.producer.get(stack.pop())
+            node = passes.producer(stack.pop())
             if node is None or node.name in found:
                 continue
-            if node.op_type in FP16_COMPUTE_OPS or node.op_type in FP32_OPS:
+            if node.op in FP16_COMPUTE_OPS or node.op in FP32_OPS:
                 continue
             found.add(node.name)
-            stack.extend(graph.float_inputs(node))
+            stack.extend(_float_inputs(node))
     return found
 
 
-def _positional_encoding_nodes(graph: _Graph) -> Set[str]:
+def _positional_encoding_nodes(graph: gs.Graph) -> Set[str]:
     """Sin/Cos nodes and the arithmetic that forms their argument from coordinates.
 
     Walks backwards from each Sin/Cos input through float tensors, passing a MatMul/Gemm only when
@@ -213,78 +196,88 @@ def _positional_encoding_nodes(graph: _Graph) -> Set[str]:
     even exact, and a phase of 20 rad carries an error of 0.016.
     """
     found: Set[str] = set()
-    for encoding in graph.model.graph.node:
-        if encoding.op_type not in ENCODING_OPS:
+    for encoding in graph.nodes:
+        if encoding.op not in ENCODING_OPS:
             continue
         found.add(encoding.name)
-        stack = list(graph.float_inputs(encoding))
+        stack = _float_inputs(encoding)
         while stack:
-            node = graph.producer.get(stack.pop())
-            if node is None or node.name in found or node.op_type in FP32_OPS:
+            node = passes.producer(stack.pop())
+            if node is None or node.name in found or node.op in FP32_OPS:
                 continue
-            if node.op_type in FP16_COMPUTE_OPS:
-                size = graph.contraction(node)
+            if node.op in FP16_COMPUTE_OPS:
+                size = _contraction(node)
                 if size is None or size > COORDINATE_CONTRACTION:
                     continue
             found.add(node.name)
-            stack.extend(graph.float_inputs(node))
+            stack.extend(_float_inputs(node))
     return found
 
 
-def _decomposed_norm_nodes(graph: _Graph) -> Set[str]:
+def _producer(tensor: Optional[gs.Tensor], *op_types: str) -> Optional[gs.Node]:
+    """``tensor``'s producer if it is one of ``op_types``."""
+    node = passes.producer(tensor) if tensor is not None else None
+    return node if node is not None and node.op in op_types else None
+
+
+def _only_reader(tensor: gs.Tensor, *op_types: str) -> Optional[gs.Node]:
+    """``tensor``'s one reader if it has one and it is one of ``op_types``."""
+    users = tensor.outputs
+    return users[0] if len(users) == 1 and users[0].op in op_types else None
+
+
+def _normalization(sqrt: gs.Node) -> List[gs.Node]:
+    """The nodes of ``(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps)`` around ``sqrt`` (the
+    Add of eps is optional), up to the centred value; empty when ``sqrt`` is not such a node."""
+    nodes = [sqrt]
+    source: Optional[gs.Tensor] = sqrt.inputs[0]
+    add_eps = _producer(source, "Add")
+    if add_eps is not None:
+        nodes.append(add_eps)
+        source = next((t for t in add_eps.inputs if not passes.is_constant(t)), None)
+    variance = _producer(source, "ReduceMean")
+    square = _producer(variance.inputs[0], "Pow", "Mul") if variance is not None else None
+    if square is None:
+        return []
+    centred = square.inputs[0]
+    if square.op == "Mul" and square.inputs[1] is not centred:
+        return []
+    sub = _producer(centred, "Sub")
+    mean = _producer(sub.inputs[1], "ReduceMean") if sub is not None else None
+    if mean is None or mean.inputs[0] is not sub.inputs[0]:
+        return []
+    return nodes + [variance, square, sub, mean]
+
+
+def _decomposed_norm_nodes(graph: gs.Graph) -> Set[str]:
     """Nodes of decomposed normalizations ``(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps)``,
     with an affine ``w * . + b`` after it when its operands are constants.
 
     Matched from each Sqrt by structure, not by names; Div(d, sqrt) and Mul(d, Reciprocal(sqrt))
     are both accepted, and Pow(d, 2) or Mul(d, d) for the square.
     """
-
-    def producer(name: str, *op_types: str) -> Optional[onnx.NodeProto]:
-        node = graph.producer.get(name)
-        return node if node is not None and node.op_type in op_types else None
-
-    def only_consumer(name: str, *op_types: str) -> Optional[onnx.NodeProto]:
-        users = graph.consumers.get(name, [])
-        return users[0] if len(users) == 1 and users[0].op_type in op_types else None
-
     found: Set[str] = set()
-    for sqrt in graph.model.graph.node:
-        if sqrt.op_type != "Sqrt":
+    for sqrt in graph.nodes:
+        nodes = _normalization(sqrt) if sqrt.op == "Sqrt" else []
+        if not nodes:
             continue
-        nodes = [sqrt]
-        source = sqrt.input[0]
-        add_eps = producer(source, "Add")
-        if add_eps is not None:
-            nodes.append(add_eps)
-            source = next((n for n in add_eps.input if n not in graph.constants), "")
-        variance = producer(source, "ReduceMean")
-        square = variance and producer(variance.input[0], "Pow", "Mul")
-        if square is None:
-            continue
-        centred = square.input[0]
-        if square.op_type == "Mul" and square.input[1] != centred:
-            continue
-        sub = producer(centred, "Sub")
-        mean = sub and producer(sub.input[1], "ReduceMean")
-        if mean is None or mean.input[0] != sub.input[0]:
-            continue
-        nodes += [variance, square, sub, mean]
+        centred = nodes[-2].outputs[0]  # the Sub's
         # The division by the standard deviation, and the affine after it.
-        for user in graph.consumers.get(sqrt.output[0], []):
-            if user.op_type == "Reciprocal":
+        for user in sqrt.outputs[0].outputs:
+            if user.op == "Reciprocal":
                 nodes.append(user)
-                user = only_consumer(user.output[0], "Mul")
+                user = _only_reader(user.outputs[0], "Mul")
                 if user is None:
                     continue
-            if user.op_type in ("Div", "Mul") and centred in user.input:
+            if user.op in ("Div", "Mul") and any(t is centred for t in user.inputs):
                 nodes.append(user)
-                tail = user.output[0]
+                tail = user.outputs[0]
                 for op_type in ("Mul", "Add"):
-                    affine = only_consumer(tail, op_type)
-                    if affine is None or not any(n in graph.constants for n in affine.input):
+                    affine = _only_reader(tail, op_type)
+                    if affine is None or not any(passes.is_constant(t) for t in affine.inputs):
                         break
                     nodes.append(affine)
-                    tail = affine.output[0]
+                    tail = affine.outputs[0]
         found.update(node.name for node in nodes)
     return found
 
@@ -293,11 +286,10 @@ def fp32_nodes(model: onnx.ModelProto) -> Set[str]:
     """Names of the nodes the policy keeps in FP32 (see the module docstring for the rules).
 
     model: an FP32 graph whose types strict shape inference can infer; unnamed nodes are named
-    here as ``convert_keeping_fp32`` names them.
+    here as ``convert_keeping_fp32`` names them (``fp16_passes.name_nodes``).
     """
-    model = _with_node_names(model)
-    graph = _Graph.of(_infer(model))
-    named = {node.name for node in model.graph.node if node.op_type in FP32_OPS}
+    graph = _typed_skeleton(model)
+    named = {node.name for node in graph.nodes if node.op in FP32_OPS}
     return (
         named
         | _shape_derived_nodes(graph)
@@ -314,7 +306,6 @@ def to_mixed_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     modified. The result passes ``onnx.checker.check_model(full_check=True)``, strict shape
     inference and ``check_precision_policy``.
     """
-    model = _with_node_names(model)
     return convert_keeping_fp32(model, fp32_nodes(model))
 
 
@@ -324,152 +315,69 @@ def convert_keeping_fp32(model: onnx.ModelProto, keep_fp32: Collection[str]) -> 
 
     ``to_mixed_fp16`` passes the policy's node set; any other set gives a graph that is valid but
     may violate the policy (the tests use that to check ``check_precision_policy``). Ops that have
-    no valid FP16 form here (FP32_ONLY_OPS) stay FP32 whatever the set.
+    no valid FP16 form here (FP32_ONLY_OPS) stay FP32 whatever the set. ``model`` is not modified
+    (its weights are shared until the converter's input is exported).
     """
     from onnxconverter_common import float16
 
-    model = _with_node_names(model)
-    declared = _declared_dims(model)
-    # The converter reads every tensor's type from value_info.
-    del model.graph.value_info[:]
-    model.graph.value_info.extend(_infer(model).graph.value_info)
-    _name_dims(model, declared)  # the converter copies these dims to the tensors it adds
-    graph = _Graph.of(model)
-    if any(t == TensorProto.FLOAT16 for t in graph.elem_type.values()):
+    declared = {
+        name: value.dims
+        for name, value in graph_value_types(model.graph).items()
+        if value.dims is not None
+    }
+    graph = _typed(model)
+    if any(passes.float_type(t) == TensorProto.FLOAT16 for t in graph.tensors().values()):
         raise BasamError(
             "the graph already holds FP16 tensors: convert the FP32 graph as exported, not one "
             "that was converted before"
         )
-    keep_fp32 = set(keep_fp32) | {n.name for n in model.graph.node if n.op_type in FP32_ONLY_OPS}
-    _prepare_for_converter(model, graph, keep_fp32)
+    keep = set(keep_fp32) | {node.name for node in graph.nodes if node.op in FP32_ONLY_OPS}
+    graph = passes.split_shared_constants(graph, keep)
+    keep |= passes.fp32_constant_nodes(graph, keep)
+    # name_dims: the converter copies these dims to the tensors it adds.
+    graph = passes.name_dims(passes.retarget_float_casts(graph, keep), declared)
+    prepared = _export(graph, model)
+    _warn_beyond_fp16(prepared, _fp16_bound_weights(graph, keep))
     with warnings.catch_warnings():
         # It warns for every weight below 1e-7 that it rounds to 1e-7: noise, not the user's.
         warnings.simplefilter("ignore", UserWarning)
         converted = float16.convert_float_to_float16(
-            model,
+            prepared,
             keep_io_types=True,
-            disable_shape_infer=True,  # done above (its own would serialize the whole model)
+            disable_shape_infer=True,  # _typed infers (its own would serialize the whole model)
             op_block_list=[],
-            node_block_list=sorted(keep_fp32),
+            node_block_list=sorted(keep),
             max_finite_val=FP16_MAX,
             check_fp16_ready=False,  # checked above, before the retargeted Casts look like FP16
         )
-    _repair_casts(converted)
-    _name_dims(converted, declared)  # Casts added by the converter and by _repair_casts
-    _infer(converted)
-    if converted.ByteSize() < onnx.checker.MAXIMUM_PROTOBUF:  # else the caller saves and checks
-        onnx.checker.check_model(converted, full_check=True)
-    return converted
+    graph = _typed(converted)
+    for repair in REPAIRS:
+        graph = repair(graph)
+    # cleanup: the Casts the repairs left dead; name_dims: those the converter and repairs added.
+    result = _export(passes.name_dims(graph.cleanup(), declared), model)
+    _infer(result)
+    if result.ByteSize() < onnx.checker.MAXIMUM_PROTOBUF:  # else the caller saves and checks
+        onnx.checker.check_model(result, full_check=True)
+    return result
 
 
-def _declared_dims(model: onnx.ModelProto) -> Dict[str, List[onnx.TensorShapeProto.Dimension]]:
-    """The dims ``model`` declares for its tensors (inputs, outputs, value_info), by name."""
-    g = model.graph
+def _fp16_bound_weights(graph: gs.Graph, keep_fp32: Set[str]) -> Set[str]:
+    """Names of the FP32 initializers that a node outside ``keep_fp32`` reads (the converter
+    makes them FP16)."""
     return {
-        info.name: list(info.type.tensor_type.shape.dim)
-        for info in list(g.input) + list(g.output) + list(g.value_info)
-        if info.type.tensor_type.HasField("shape")
+        tensor.name
+        for tensor in graph.tensors().values()
+        if isinstance(tensor, gs.Constant)
+        and passes.float_type(tensor) == TensorProto.FLOAT
+        and any(node.name not in keep_fp32 for node in tensor.outputs)
     }
 
 
-def _name_dims(
-    model: onnx.ModelProto, declared: Dict[str, List[onnx.TensorShapeProto.Dimension]]
-) -> None:
-    """Give ``model``'s value_info the dims the FP32 graph declared, in place.
-
-    The converter reads value_info from onnx's shape inference, which names every dim it cannot
-    derive ``unk__N`` (hundreds in the encoder) where the exporter had named them (``batch``,
-    ``grid_h`` expressions). Each tensor of the FP32 graph gets its declared dims back, and the two
-    sides of a Cast share theirs; an ``unk__`` name left elsewhere is dropped (an unnamed dim says
-    the same, without a name that changes from one run of inference to the next). Run before the
-    conversion (the converter copies a tensor's value_info to the outputs it renames) and after.
-    """
-    dims = dict(declared)
-    casts = [(node.input[0], node.output[0]) for node in model.graph.node if node.op_type == "Cast"]
-    changed = True
-    while changed:  # chains of Casts, in either direction
-        changed = False
-        for source, cast in casts:
-            for known, unknown in ((source, cast), (cast, source)):
-                if known in dims and unknown not in dims:
-                    dims[unknown] = dims[known]
-                    changed = True
-    for info in model.graph.value_info:
-        shape = info.type.tensor_type.shape
-        named = dims.get(info.name)
-        if named is not None and len(named) == len(shape.dim):
-            del shape.dim[:]
-            shape.dim.extend(named)
-        for dim in shape.dim:
-            if dim.dim_param.startswith("unk__"):
-                dim.ClearField("dim_param")
-
-
-def _prepare_for_converter(model: onnx.ModelProto, graph: _Graph, keep_fp32: Set[str]) -> None:
-    """Rewrite ``model`` in place so that ``convert_float_to_float16`` makes a valid graph.
-
-    The converter decides per *node* but converts initializers and Constants per *name*:
-    - an initializer or Constant read both by an FP32 node and by an FP16 node would be left FP32
-      for both (a type error in the FP16 node): the FP32 readers get their own copy;
-    - a Constant read only by FP32 nodes would be rounded to FP16 and cast back: it joins them;
-    - it never changes a Cast's ``to``: a ``Cast(to=FLOAT)`` in the FP16 region would produce FP32
-      where its value_info (and every reader) says FP16: it is retargeted to FLOAT16;
-    - exporters list initializers in value_info too, which makes it convert FP32 nodes' weights
-      (see below).
-    It also clamps FP16-bound weights above the FP16 range: those are reported as a BasamWarning.
-    """
-    g = model.graph
-    initializers = {init.name: init for init in g.initializer}
-    # Exporters list initializers in value_info too. The converter re-types every value_info it
-    # does not block, so it would see an FP32 node's weight as FP16, insert a Cast to FP32 before
-    # the node and then convert the weight itself: the FP32 region would read rounded weights.
-    for info in [info for info in g.value_info if info.name in initializers]:
-        g.value_info.remove(info)
-    constant_nodes = {
-        node.output[0]: node for node in g.node if node.op_type == "Constant" and node.output
-    }
-    new_nodes: List[onnx.NodeProto] = []
-    for name in sorted(graph.constants):
-        if not graph.is_float(name):
-            continue
-        readers = graph.consumers.get(name, [])
-        fp32_readers = [node for node in readers if node.name in keep_fp32]
-        if name in constant_nodes and readers and len(fp32_readers) == len(readers):
-            keep_fp32.add(constant_nodes[name].name)
-        if not fp32_readers or len(fp32_readers) == len(readers):
-            continue
-        copy_name = f"{name}__fp32"
-        if name in initializers:
-            copy = g.initializer.add()
-            copy.CopyFrom(initializers[name])
-            copy.name = copy_name
-        else:
-            copy_node = onnx.NodeProto()
-            copy_node.CopyFrom(constant_nodes[name])
-            copy_node.name = f"{constant_nodes[name].name}__fp32"
-            copy_node.output[0] = copy_name
-            new_nodes.append(copy_node)
-            keep_fp32.add(copy_node.name)
-        for node in fp32_readers:
-            for i, input_name in enumerate(node.input):
-                if input_name == name:
-                    node.input[i] = copy_name
-    for copy_node in new_nodes:
-        g.node.insert(0, copy_node)  # Constants have no inputs: first is always a valid place
-
-    for node in g.node:
-        if node.op_type == "Cast" and node.name not in keep_fp32:
-            for attr in node.attribute:
-                if attr.name == "to" and attr.i == TensorProto.FLOAT:
-                    attr.i = TensorProto.FLOAT16
-
-    fp16_readers = defaultdict(list)
-    for node in g.node:
-        if node.name not in keep_fp32:
-            for name in node.input:
-                fp16_readers[name].append(node.name)
-    for init in g.initializer:
-        if init.data_type == TensorProto.FLOAT and init.name in fp16_readers:
+def _warn_beyond_fp16(model: onnx.ModelProto, names: Set[str]) -> None:
+    """A BasamWarning for each initializer named in ``names`` that exceeds the FP16 range (the
+    converter clamps it). Reads the protos one at a time: no second copy of every weight."""
+    for init in model.graph.initializer:
+        if init.name in names:
             if np.abs(numpy_helper.to_array(init)).max(initial=0.0) > FP16_MAX:
                 warnings.warn(
                     f"weight {init.name} exceeds the FP16 range and is clamped to +-{FP16_MAX}",
@@ -478,104 +386,35 @@ def _prepare_for_converter(model: onnx.ModelProto, graph: _Graph, keep_fp32: Set
                 )
 
 
-def _repair_casts(model: onnx.ModelProto) -> None:
-    """Fix the Casts ``convert_float_to_float16`` leaves, in place.
+def _typed(model: onnx.ModelProto) -> gs.Graph:
+    """``model`` as a ``gs.Graph`` (weights shared, not copied) whose every tensor has the type and
+    shape strict shape inference gives it; nodes named (``fp16_passes.name_nodes``)."""
+    graph = passes.name_nodes(gs.import_onnx(model))
+    inferred = graph_value_types(_infer(model).graph)
+    for tensor in graph.tensors().values():
+        value = inferred.get(tensor.name)
+        if isinstance(tensor, gs.Variable) and value is not None and value.elem_type:
+            tensor.dtype = helper.tensor_dtype_to_np_dtype(value.elem_type)
+            tensor.shape = None if value.dims is None else list(value.dims)
+    return graph
 
-    - A graph output produced by an FP32 node is left FP16 (the converter re-types that output
-      before it adds the output Casts): the FP32 value becomes the output again, and FP16 readers
-      get the Cast.
-    - It puts Cast(FP16) after and Cast(FP32) before every FP32 node, so two neighbouring FP32 nodes
-      talk through FP32 -> FP16 -> FP32: the logits would be rounded to FP16 between every step of
-      the FP32 region. Its own clean-up removes such pairs only for single readers (for several it
-      compares ``to`` with 16 and 32 instead of the type codes). Every FP32 -> FP16 -> FP32 (and
-      the lossless FP16 -> FP32 -> FP16) pair is bypassed here.
-    - It adds one Cast per reader of a graph input and of each FP32 node's inputs: duplicate Casts
-      of one tensor to one type are merged, and Shape/Size read the uncast tensor.
-    Dead Casts and stale value_info entries are removed.
-    """
-    g = model.graph
-    graph_outputs = {out.name for out in g.output}
 
-    def cast_to(node: onnx.NodeProto) -> int:
-        return next(attr.i for attr in node.attribute if attr.name == "to")
+def _typed_skeleton(model: onnx.ModelProto) -> gs.Graph:
+    """``_typed`` for reading only: the skeleton's graph (large weights without data)."""
+    return passes.name_nodes(gs.import_onnx(_infer(model)))
 
-    def rename_uses(old: str, new: str) -> None:
-        for node in g.node:
-            for i, name in enumerate(node.input):
-                if name == old:
-                    node.input[i] = new
 
-    def rename_output(node: onnx.NodeProto, old: str, new: str) -> None:
-        node.output[list(node.output).index(old)] = new
-
-    types = _Graph.of(_infer(model)).elem_type
-    producer = {name: node for node in g.node for name in node.output}
-    for out in g.output:
-        if out.type.tensor_type.elem_type != TensorProto.FLOAT16:
-            continue
-        fp16_name = f"{out.name}__fp16"
-        node = producer[out.name]
-        rename_uses(out.name, fp16_name)
-        rename_output(node, out.name, fp16_name)
-        source = node.input[0] if node.op_type == "Cast" else None
-        if source is not None and types.get(source) == TensorProto.FLOAT:
-            # FP32 value -> Cast(FP16) -> output: the FP32 value is the output.
-            rename_output(producer[source], source, out.name)
-            rename_uses(source, out.name)
-        else:
-            g.node.append(
-                helper.make_node(
-                    "Cast",
-                    [fp16_name],
-                    [out.name],
-                    name=f"{out.name}__to_fp32",
-                    to=TensorProto.FLOAT,
-                )
-            )
-        out.type.tensor_type.elem_type = TensorProto.FLOAT
-
-    types = _Graph.of(_infer(model)).elem_type
-    producer = {name: node for node in g.node for name in node.output}
-    for node in list(g.node):
-        if node.op_type != "Cast" or node.output[0] in graph_outputs:
-            continue
-        first = producer.get(node.input[0])
-        if first is None or first.op_type != "Cast":
-            continue
-        source_type = types.get(first.input[0])
-        if {source_type, cast_to(first)} == set(FLOAT_TYPES) and cast_to(node) == source_type:
-            rename_uses(node.output[0], first.input[0])
-
-    for node in g.node:
-        first = producer.get(node.input[0]) if node.op_type in SHAPE_OPS else None
-        if (
-            first is not None
-            and first.op_type == "Cast"
-            and types.get(first.input[0]) in FLOAT_TYPES
-        ):
-            node.input[0] = first.input[0]
-
-    seen: Dict[tuple, str] = {}
-    for node in g.node:
-        if node.op_type != "Cast" or node.output[0] in graph_outputs:
-            continue
-        key = (node.input[0], cast_to(node))
-        if key in seen:
-            rename_uses(node.output[0], seen[key])
-        else:
-            seen[key] = node.output[0]
-
-    while True:
-        used = {name for node in g.node for name in node.input} | graph_outputs
-        dead = [n for n in g.node if n.op_type == "Cast" and n.output[0] not in used]
-        if not dead:
-            break
-        for node in dead:
-            g.node.remove(node)
-
-    produced = {name for node in g.node for name in node.output}
-    for info in [info for info in g.value_info if info.name not in produced]:
-        g.value_info.remove(info)
+def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
+    """``graph`` as a model with ``like``'s model-level fields (IR version, opsets, metadata)."""
+    model = gs.export_onnx(graph)
+    model.ir_version = like.ir_version
+    del model.opset_import[:]
+    model.opset_import.extend(like.opset_import)
+    for name in ("producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(model, name, getattr(like, name))
+    del model.metadata_props[:]
+    model.metadata_props.extend(like.metadata_props)
+    return model
 
 
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -619,27 +458,15 @@ def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     return skeleton
 
 
-def _with_node_names(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` in which every node has a unique name (the converter blocks by name)."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    used: Set[str] = set()
-    for i, node in enumerate(copy.graph.node):
-        if not node.name or node.name in used:
-            node.name = f"{node.op_type}_{i}__named"
-        used.add(node.name)
-    return copy
-
-
-def _data_dependent(graph: _Graph) -> Set[str]:
-    """Tensors whose value depends on graph-input data (not only on sizes and weights)."""
-    inputs = {info.name for info in graph.model.graph.input} - graph.constants
-    dependent: Set[str] = set(inputs)
-    for node in graph.model.graph.node:
-        if node.op_type in SHAPE_OPS:
+def _data_dependent(graph: gs.Graph) -> Set[str]:
+    """Names of the tensors whose value depends on graph-input data (not only on sizes and
+    weights)."""
+    dependent = {tensor.name for tensor in graph.inputs if isinstance(tensor, gs.Variable)}
+    for node in graph.nodes:
+        if node.op in SHAPE_OPS:
             continue
-        if any(name in dependent for name in node.input):
-            dependent.update(node.output)
+        if any(tensor.name in dependent for tensor in node.inputs):
+            dependent.update(tensor.name for tensor in node.outputs)
     return dependent
 
 
@@ -650,21 +477,21 @@ def precision_summary(model: onnx.ModelProto) -> dict:
     "weights_bytes": {"fp16": b, "fp32": b}}``. A node computes in the type of its first float input
     (else output); Casts are counted apart; nodes without float tensors are not counted.
     """
-    graph = _Graph.of(_infer(model))
+    graph = _typed_skeleton(model)
     per_type: Dict[str, Counter] = {"fp16": Counter(), "fp32": Counter()}
     casts: Counter = Counter()
     label = {TensorProto.FLOAT16: "fp16", TensorProto.FLOAT: "fp32"}
-    for node in model.graph.node:
-        if node.op_type in SHAPE_OPS:
+    for node in graph.nodes:
+        if node.op in SHAPE_OPS:
             continue
-        if node.op_type == "Cast":
-            to = next(attr.i for attr in node.attribute if attr.name == "to")
+        if node.op == "Cast":
+            to = int(node.attrs["to"])
             if to in label:
                 casts[f"to_{label[to]}"] += 1
             continue
-        compute = graph.compute_type(node)
+        compute = _compute_type(node)
         if compute in label:
-            per_type[label[compute]][node.op_type] += 1
+            per_type[label[compute]][node.op] += 1
     weights: Counter = Counter()
     for init in model.graph.initializer:
         if init.data_type in label:
@@ -688,28 +515,28 @@ def check_precision_policy(model: onnx.ModelProto) -> None:
     coordinates (contraction over at most COORDINATE_CONTRACTION values); those computed from
     sizes and weights alone (a positional encoding of the grid) are shape-derived math, exempt.
     """
-    graph = _Graph.of(_infer(model))
+    graph = _typed_skeleton(model)
     data = _data_dependent(graph)
     problems: List[str] = []
-    for info in list(model.graph.input) + list(model.graph.output):
-        if info.type.tensor_type.elem_type == TensorProto.FLOAT16:
-            problems.append(f"graph input/output {info.name} is FP16")
-    for node in model.graph.node:
-        float_types = {graph.elem_type[name] for name in graph.float_inputs(node)}
-        if node.op_type in FP32_NORM_OPS | FP32_SOFTMAX_OPS and float_types != {TensorProto.FLOAT}:
-            problems.append(f"{node.op_type} {node.name} is not FP32")
-        if fused_op.is_fused_node(node):
-            types = {graph.elem_type.get(name) for name in list(node.input) + list(node.output)}
+    for tensor in list(graph.inputs) + list(graph.outputs):
+        if passes.float_type(tensor) == TensorProto.FLOAT16:
+            problems.append(f"graph input/output {tensor.name} is FP16")
+    for node in graph.nodes:
+        float_types = {passes.float_type(tensor) for tensor in _float_inputs(node)}
+        if node.op in FP32_NORM_OPS | FP32_SOFTMAX_OPS and float_types != {TensorProto.FLOAT}:
+            problems.append(f"{node.op} {node.name} is not FP32")
+        if (node.domain, node.op) == (fused_op.DOMAIN, fused_op.OP_TYPE):
+            types = {passes.float_type(tensor) for tensor in list(node.inputs) + list(node.outputs)}
             if types != {TensorProto.FLOAT16}:
-                problems.append(f"{node.op_type} {node.name} does not read and write FP16")
-        size = graph.contraction(node)
+                problems.append(f"{node.op} {node.name} does not read and write FP16")
+        size = _contraction(node)
         if (
-            node.op_type in FP16_COMPUTE_OPS
-            and any(name in data for name in node.input)
+            node.op in FP16_COMPUTE_OPS
+            and any(tensor.name in data for tensor in node.inputs)
             and (size is None or size > COORDINATE_CONTRACTION)
             and float_types != {TensorProto.FLOAT16}
         ):
-            problems.append(f"{node.op_type} {node.name} is not FP16")
+            problems.append(f"{node.op} {node.name} is not FP16")
     if problems:
         shown = ", ".join(problems[:8]) + (
             f" and {len(problems) - 8} more" if len(problems) > 8 else ""
