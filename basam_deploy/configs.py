@@ -28,6 +28,8 @@ from .errors import BasamError
 
 PRESETS = ("sam", "basam", "basam-official")
 BIAS_METRICS = ("manhattan", "euclidean")
+# AttentionSpec.scale, the fused op's scale_mode (kernels, fused_op_contract): the one list.
+SCALE_MODES = ("sam", "log_n", "official")
 
 # Manhattan distance is separable (|dy| + |dx|): it folds into SAM's decomposed rel-pos terms, so it
 # costs no n x n tensor anywhere (PyTorch, ONNX, the fused kernel). Euclidean needs the pairwise form.

@@ -21,6 +21,8 @@ import onnx
 from onnx import helper
 from onnx.defs import OpSchema
 
+from .configs import BIAS_METRICS, SCALE_MODES
+
 OP_TYPE = "BasamAttention"
 DOMAIN = "basam"
 OP_VERSION = 1
@@ -44,8 +46,8 @@ PLUGIN_ATTRIBUTES: Dict[str, str] = {
     "plugin_version": PLUGIN_VERSION,
 }
 ALLOWED_VALUES: Dict[str, Tuple[str, ...]] = {
-    "scale_mode": ("sam", "log_n", "official"),
-    "bias_metric": ("manhattan", "euclidean"),
+    "scale_mode": SCALE_MODES,
+    "bias_metric": BIAS_METRICS,
 }
 _ATTR_TYPES = {
     onnx.AttributeProto.STRING: OpSchema.AttrType.STRING,

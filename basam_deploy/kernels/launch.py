@@ -23,11 +23,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Sequence, Tuple
 
-from ..configs import OFFICIAL_SIDE_UNIT
+from ..configs import BIAS_METRICS, OFFICIAL_SIDE_UNIT, SCALE_MODES
 from ..errors import BasamError
 
-SCALE_MODES = ("sam", "log_n", "official")
-BIAS_METRICS = ("manhattan", "euclidean")
 # The op's attributes in the contract's order (docs/fused_attention.md): the TensorRT plugin's
 # attributes are passed positionally in this order, and the ONNX node carries these names.
 ATTRIBUTES: Tuple[Tuple[str, type], ...] = (

@@ -26,7 +26,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..configs import AttentionSpec
+from ..configs import BIAS_METRICS, SCALE_MODES, AttentionSpec
 from ..errors import BasamError
 from ..kernels import launch
 from .attention import attend_with_terms
@@ -69,15 +69,14 @@ def _check_inputs(
             )
     if q.dtype not in FLOAT_DTYPES:
         raise BasamError(f"basam::attention: dtype {q.dtype} is not float32, float16 or bfloat16")
-    if scale_mode not in launch.SCALE_MODES:
+    if scale_mode not in SCALE_MODES:
         raise BasamError(
-            f"basam::attention: unknown scale_mode {scale_mode!r}: one of "
-            f"{', '.join(launch.SCALE_MODES)}"
+            f"basam::attention: unknown scale_mode {scale_mode!r}: one of {', '.join(SCALE_MODES)}"
         )
-    if bias_metric not in launch.BIAS_METRICS:
+    if bias_metric not in BIAS_METRICS:
         raise BasamError(
             f"basam::attention: unknown bias_metric {bias_metric!r}: one of "
-            f"{', '.join(launch.BIAS_METRICS)}"
+            f"{', '.join(BIAS_METRICS)}"
         )
 
 
