@@ -24,9 +24,11 @@ from onnx.defs import OpSchema
 from .configs import BIAS_METRICS, SCALE_MODES
 
 OP_TYPE = "BasamAttention"
-DOMAIN = "basam"
+# The node's ONNX domain and the TensorRT plugin's namespace are one name.
+NAMESPACE = "basam"
+DOMAIN = NAMESPACE
 OP_VERSION = 1
-PLUGIN_NAMESPACE = "basam"
+PLUGIN_NAMESPACE = NAMESPACE
 PLUGIN_VERSION = "1"
 # (domain, op_type) pairs served by TensorRT plugins of ours, for op_check's ``plugin_ops``.
 PLUGIN_OPS: Tuple[Tuple[str, str], ...] = ((DOMAIN, OP_TYPE),)

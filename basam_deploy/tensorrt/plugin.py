@@ -31,6 +31,7 @@ import importlib
 from typing import TYPE_CHECKING, List, Optional, Tuple, Union
 
 from ..errors import BasamError
+from ..fused_op_contract import OP_TYPE, PLUGIN_NAMESPACE
 from ..kernels import launch
 from ..kernels.ptx import minimum_driver_for_ptx
 from .trt_import import import_tensorrt
@@ -41,9 +42,8 @@ if TYPE_CHECKING:
 trt = import_tensorrt()
 trtp = importlib.import_module("tensorrt.plugin")
 
-PLUGIN_NAMESPACE = "basam"
-PLUGIN_NAME = "BasamAttention"
-PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
+# The registry key the ONNX parser looks the node's plugin up by (the contract's names).
+PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{OP_TYPE}"
 # TensorRT type -> the dtype name launch.py and the kernel use; exactly the autotune's types.
 _DTYPES = {trt.float32: "float32", trt.float16: "float16"}
 
