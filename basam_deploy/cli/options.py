@@ -121,7 +121,7 @@ def build_model(args: argparse.Namespace) -> Tuple[Any, Optional[Path]]:
 
 def add_size_range_options(parser: argparse.ArgumentParser, *, what: str) -> None:
     """``--min-size`` / ``--max-size``; see the module docstring."""
-    from ..export.onnx_export import DEFAULT_MAX_SIZE
+    from ..pipeline.transform import DEFAULT_MAX_SIZE
 
     group = parser.add_argument_group("size range")
     group.add_argument(

@@ -38,6 +38,11 @@ PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 COORDS = ("sam", "pixel_centers")
 PADDING = ("sam", "minimal")
+# The largest side of basam-export's default range; the PyTorch Predictor accepts the same.
+DEFAULT_MAX_SIZE = 4096
+# Prompt point labels a caller gives: padding (to batch prompts of unequal length), background,
+# foreground (the decoder graph's 2 / 3, box corners, are added from boxes, never given).
+POINT_LABELS = (-1, 0, 1)
 
 Size = Tuple[int, int]
 

@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import BasamError
-from ..pipeline.transform import ImageTransform
+from ..pipeline.transform import POINT_LABELS, ImageTransform
 
 ENCODER_MODEL = "basam_encoder"
 DECODER_MODEL = "basam_decoder"
@@ -36,7 +36,6 @@ LOW_RES_STRIDE = 4  # the decoder's low-res masks are Hp/4 x Wp/4
 # 8192 x 8192: an upload of 200 MB and full-size masks of 67 MB per prompt and mask; a guard for
 # the server's memory, not a model limit (the resize policy brings every size into the model's range).
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
-POINT_LABELS = (-1, 0, 1)  # padding, background, foreground
 # A decoder request's prompts (B x P) and the bytes of its outputs: 5000 prompts took 69 s and
 # 10 GB before these existed. 256 prompts of 3 masks is 768 masks; 512 MiB holds them at 0.6 MP.
 DEFAULT_MAX_PROMPTS = 256
