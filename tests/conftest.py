@@ -1,5 +1,21 @@
+"""Shared test helpers and fixtures.
+
+Fixtures other test files may use (names are stable):
+- ``tiny_export``: a factory for cached, session-wide exports of the tiny model (one per distinct
+  configuration: exporting takes 5-25 s, and several files need the same one). Read-only: copy the
+  folder before changing anything in it.
+- ``no_basam_warnings``: fails the test if it raised a BasamWarning.
+Helpers: ``tiny_sam`` (the model an export of ``tiny_export`` was made from), ``randomize_``,
+``relative_error``.
+"""
+
+import copy
+import dataclasses
+import hashlib
 import math
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 # Triton chooses between compiling and interpreting once per process, at its first import: the
 # suite has no GPU, so every Triton kernel it runs goes through the interpreter.
@@ -11,6 +27,9 @@ import torch  # noqa: E402
 # Registers segment_anything so that tests can import it where torchvision is missing (see
 # basam_deploy/sam_modules.py); conftest is imported before any test module.
 import basam_deploy.sam_modules  # noqa: E402, F401
+
+if TYPE_CHECKING:
+    from basam_deploy.export.onnx_export import ExportResult
 
 
 def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -47,3 +66,81 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 def no_basam_warnings(recwarn):
     yield
     assert not [w for w in recwarn if "basam" in str(w.category).lower()]
+
+
+def tiny_sam(preset: str = "basam", seed=None, **model_options) -> torch.nn.Module:
+    """A fresh tiny model: the shipped weights (``seed=None``; build_sam's default checkpoint) or
+    ``randomize_(..., seed)``; ``model_options`` go to build_sam (bias_metric, bias_in_windows, ...).
+    The same arguments to ``tiny_export`` export exactly this model."""
+    from basam_deploy import build_sam
+
+    torch.manual_seed(0)  # whatever the checkpoint leaves to the random initialization
+    sam = build_sam("tiny", preset, **model_options)
+    return sam if seed is None else randomize_(sam, seed=seed)
+
+
+def _digest(folder: Path) -> Dict[str, str]:
+    """{relative path: sha256} of every file under ``folder``."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """``tiny_export(preset="basam", seed=None, *, record_checkpoint=False, model_options=None,
+    **export_options) -> ExportResult``: the tiny model (``tiny_sam(preset, seed,
+    **model_options)``) exported with ``ExportOptions(**export_options)``, once per distinct
+    configuration for the whole session, quietly (``ExportResult.folder`` holds the files).
+
+    record_checkpoint: pass the shipped checkpoint to export_onnx, so the manifest names it (as
+        ``basam-export`` does for the default model); only with ``seed=None``.
+
+    The folder is shared by every test that asks for the same configuration: never write into it
+    (copy it with ``shutil.copytree`` first). The session checks this at its end: a changed, added
+    or removed file fails it. Each call returns its own copy of the manifest dict.
+    """
+    # Imported here, not at the top: a test file that never exports should not depend on it.
+    from basam_deploy.export.onnx_export import ExportOptions, export_onnx
+    from basam_deploy.weights import shipped_checkpoint
+
+    root = tmp_path_factory.mktemp("exports")
+    cache: Dict[Tuple, Tuple["ExportResult", Dict[str, str]]] = {}
+
+    def export(
+        preset: str = "basam",
+        seed: Optional[int] = None,
+        *,
+        record_checkpoint: bool = False,
+        model_options: Optional[Dict[str, object]] = None,
+        **export_options,
+    ) -> "ExportResult":
+        model_options = dict(model_options or {})
+        if record_checkpoint and seed is not None:
+            raise ValueError("record_checkpoint names the shipped weights: use it with seed=None")
+        sam = tiny_sam(preset, seed, **model_options)  # well under a second
+        # Keyed by what was built, not by the keywords given: the model's resolved preset
+        # (bias_metric="manhattan" is the default) and the resolved options (so is max_size=4096).
+        resolved = sam.image_encoder.preset
+        named = {f.name for f in dataclasses.fields(resolved)}
+        others = tuple(sorted((k, v) for k, v in model_options.items() if k not in named))
+        options = ExportOptions(**export_options).resolve(sam)
+        key = (repr(resolved), seed, record_checkpoint, others, repr(options))
+        if key not in cache:
+            folder = root / f"{len(cache):02d}-{preset}-{'shipped' if seed is None else seed}"
+            result = export_onnx(
+                sam,
+                folder,
+                options,
+                checkpoint=shipped_checkpoint("tiny") if record_checkpoint else None,
+                progress=lambda _: None,
+            )
+            cache[key] = result, _digest(folder)
+        result, _ = cache[key]
+        return dataclasses.replace(result, manifest=copy.deepcopy(result.manifest))
+
+    yield export
+    changed = [r.folder.name for r, digest in cache.values() if _digest(r.folder) != digest]
+    assert not changed, f"tests wrote into the shared exports {changed}: copy them first"
