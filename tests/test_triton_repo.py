@@ -3,9 +3,10 @@
 Every config.pbtxt is parsed here with Triton's own ModelConfig schema (tritonclient's
 model_config_pb2) and compared with the ONNX graph or the engine manifest it came from. Engine
 folders are faked the way tests/test_trt_build.py fakes them (make_plan + engine_manifest around a
-few bytes). One tiny-model export per module. Where PyTriton's Triton Inference Server binary is
-installed, a real server loads the repository with the encoder and decoder swapped for Python-backend
-stand-ins that run the same ONNX files in onnxruntime, and serves the ensemble end to end."""
+few bytes). The tiny model's export is conftest.tiny_export's (shared with test_trt_build.py).
+Where PyTriton's Triton Inference Server binary is installed, a real server loads the repository
+with the encoder and decoder swapped for Python-backend stand-ins that run the same ONNX files in
+onnxruntime, and serves the ensemble end to end."""
 
 import dataclasses
 import json
@@ -22,13 +23,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 
-from basam_deploy import build_sam
 from basam_deploy.artifacts import sha256, write_json
 from basam_deploy.cli.trt import entry, main
 from basam_deploy.errors import BasamError
-from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.tensorrt import triton_repo
 from basam_deploy.tensorrt.device import GpuInfo
 from basam_deploy.tensorrt.manifest import engine_manifest
@@ -52,13 +50,9 @@ H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("triton") / "export"
-    export_onnx(
-        build_sam("tiny", "basam"), folder, ExportOptions(check=False), progress=lambda s: None
-    )
-    return folder
+def export(tiny_export) -> Path:
+    """The default model's export (shared with test_trt_build.py: conftest.tiny_export)."""
+    return tiny_export(check=False).folder
 
 
 def fake_engines(export: Path, folder: Path, preset="ladder", version=TRT_VERSION, **updates):

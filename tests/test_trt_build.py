@@ -3,8 +3,9 @@ and trtexec output, the one-line errors, the engine manifest and its checks, and
 as a chain of Polygraphy's loaders (inspected without TensorRT, then run through a recording stand-in
 for TensorRT's API, names as in TensorRT 10.x/11.x).
 
-One tiny-model export per module (check=False); the FP16 and plugin variants are derived from it
-with the library's own FP16 policy and onnx.helper, their manifests updated like an export's."""
+The tiny model's export (check=False; conftest.tiny_export, shared with test_triton_repo.py); the
+FP16 and plugin variants are derived from it with the library's own FP16 policy and onnx.helper,
+their manifests updated like an export's."""
 
 import ast
 import contextlib
@@ -24,11 +25,9 @@ import onnx
 import pytest
 import torch
 
-from basam_deploy import build_sam
 from basam_deploy.artifacts import sha256, staged_file
 from basam_deploy.cli.trt import entry, main
 from basam_deploy.errors import BasamError, BasamWarning
-from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.export.precision import to_mixed_fp16
 from basam_deploy.kernels.ptx import DEFAULT_PTX_VERSION
 from basam_deploy.tensorrt import builder, runtime
@@ -62,13 +61,9 @@ from basam_deploy.tensorrt.trtexec import trtexec_argv
 
 
 @pytest.fixture(scope="module")
-def fp32(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("trt") / "fp32"
-    export_onnx(
-        build_sam("tiny", "basam"), folder, ExportOptions(check=False), progress=lambda s: None
-    )
-    return folder
+def fp32(tiny_export) -> Path:
+    """The default model's export (shared with test_triton_repo.py: conftest.tiny_export)."""
+    return tiny_export(check=False).folder
 
 
 def variant(source: Path, folder: Path, transform, **manifest_updates) -> Path:
