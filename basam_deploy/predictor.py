@@ -27,11 +27,15 @@ import numpy as np
 
 from .errors import BasamError
 from .export.graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
-from .pipeline.transform import PIXEL_MEAN, PIXEL_STD, ImageTransform, check_conventions
+from .pipeline.transform import (
+    DEFAULT_MAX_SIZE,
+    PIXEL_MEAN,
+    PIXEL_STD,
+    POINT_LABELS,
+    ImageTransform,
+    check_conventions,
+)
 
-# basam-export's default range: the PyTorch backend accepts what a default export accepts.
-DEFAULT_MAX_SIZE = 4096
-POINT_LABELS = (-1, 0, 1)  # padding (to batch prompts of unequal length), background, foreground
 # Largest |value| accepted in image embeddings given to ``set_embeddings``. SAM's encoder ends in a
 # LayerNorm over the C channels of each location, so no value exceeds
 # max|weight| * sqrt(C - 1) + max|bias| (C = 256 in ViT-B/L/H: sqrt(255) ~ 16); reaching 1e4 would

@@ -3,7 +3,7 @@
 ``check_engines`` compares the encoder engine (and the decoder engine, chained on its own
 embeddings) with PyTorch and with onnxruntime on the ONNX files it was built from, at each
 profile's min, opt and max (batch, H, W), through the one loop (``parity.compare_sides``). What
-``basam-trt build --check`` and ``basam-trt selftest`` run. Needs TensorRT and a GPU to run;
+``basam-trt build``'s parity check and ``basam-trt selftest`` run. Needs TensorRT and a GPU to run;
 ``profile_cases``, ``engine_precision`` and the sides' construction are plain Python.
 """
 

@@ -37,6 +37,7 @@ from ..artifacts import (
 from ..errors import BasamError
 from ..modeling import BasamSam
 from ..parity import ParityReport
+from ..pipeline.transform import DEFAULT_MAX_SIZE
 from . import fused_op, parity_check
 from .graphs import DecoderGraph, EncoderGraph
 from .op_check import BASAM_PLUGIN_OPS, check_tensorrt_ops
@@ -52,7 +53,6 @@ SUPPORTED_OPSETS = (18, 19, 20)
 PRECISIONS = ("fp32", "fp16")
 BIAS_MODES = ("subgraph", "plugin")
 DEFAULT_MIN_SIZE = 256
-DEFAULT_MAX_SIZE = 4096
 ENCODER_FILE, DECODER_FILE, PARITY_FILE = "encoder.onnx", "decoder.onnx", "parity.json"
 # Every name an export may write (weights beside a graph over 2 GiB: ``save_checked``).
 OUTPUT_NAMES = (
@@ -102,14 +102,14 @@ class ExportOptions:
             )
         patch, floor = sam.patch_size, sam.image_encoder.preset.min_side
         min_size = self.min_size if self.min_size is not None else max(DEFAULT_MIN_SIZE, floor)
-        for name, value in (("min-size", min_size), ("max-size", self.max_size)):
+        for name, value in (("min_size", min_size), ("max_size", self.max_size)):
             if value <= 0 or value % patch:
-                raise BasamError(f"--{name} {value} is not a positive multiple of {patch}")
+                raise BasamError(f"`{name}` {value} is not a positive multiple of {patch}")
         if min_size > self.max_size:
-            raise BasamError(f"--min-size {min_size} is above --max-size {self.max_size}")
+            raise BasamError(f"`min_size` {min_size} is above `max_size` {self.max_size}")
         if min_size < floor:
             raise BasamError(
-                f"--min-size {min_size} is below the {floor} px that preset "
+                f"`min_size` {min_size} is below the {floor} px that preset "
                 f"{sam.image_encoder.preset.name!r} is defined for"
             )
         sizes = (

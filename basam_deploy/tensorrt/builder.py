@@ -86,7 +86,7 @@ def check_capabilities(plan: BuildPlan, caps: Capabilities) -> None:
     if plan.precision.route == WEAKLY_TYPED_FP16 and caps.fp16_flag is None:
         raise BasamError(
             f"TensorRT {caps.version} has no BuilderFlag.FP16 (weak typing was removed in 11.0): "
-            f"drop --weakly-typed-fp16 and build an FP16 export (basam-export --precision fp16)"
+            f"drop `weak_fp16` and build an FP16 export (`precision=fp16`)"
         )
     needed = plan.plugin.min_tensorrt
     if (
@@ -145,7 +145,7 @@ def load_plugin(plugin: PluginPlan) -> None:
         ops = ", ".join(op for op, _ in plugin.ops)
         raise BasamError(
             f"the graph holds BA-SAM plugin nodes ({ops}) but the plugin module {plugin.module} is "
-            f"not installed: install it, or export with --bias subgraph"
+            f"not installed: install it, or export with `bias=subgraph`"
         )
 
 
@@ -162,7 +162,7 @@ def check_timing_cache(path: Path) -> Callable[..., None]:
         if not config.set_timing_cache(cache, ignore_mismatch=False):
             raise BasamError(
                 f"timing cache {path} was made on another GPU or TensorRT version: give another "
-                f"--timing-cache file"
+                f"`timing_cache` file"
             )
 
     return check
@@ -259,7 +259,7 @@ def build_engine(
                     raise KeyboardInterrupt from None
                 raise BasamError(
                     f"TensorRT could not build {plan.onnx.name} ({_first_line(exc)}; its messages "
-                    f"above say why): try a smaller profile or --workspace"
+                    f"above say why): try a smaller profile or `workspace`"
                 ) from None
             seconds = time.perf_counter() - start
             manifest = engine_manifest(

@@ -3,8 +3,8 @@
 ``make_plan(onnx_path, BuildOptions(...))`` reads the ONNX file (graph only, no weights) and the
 export's ``manifest.json`` beside it and returns a frozen ``BuildPlan``: which graph (encoder or
 decoder), the optimization profiles with every input's min/opt/max shapes, the precision route, the
-plugin decision and the builder settings. ``basam-trt build --dry-run`` prints it
-(``BuildPlan.describe``), ``--print-trtexec`` turns it into a trtexec line (``trtexec.py``) and the
+plugin decision and the builder settings. ``basam-trt build`` can print it
+(``BuildPlan.describe``) or turn it into a trtexec line (``trtexec.py``), and the
 thin builder (``builder.py``) executes it. Every user mistake is a one-line ``BasamError``.
 
 Precision routes:
@@ -58,8 +58,8 @@ _UNITS = {"": 2**20, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30}  # trtexec's: n
 class BuildOptions:
     """What the user asked for; ``make_plan`` turns it into decisions.
 
-    profiles: ``BxHxW:BxHxW:BxHxW`` strings (``--profile``, repeatable), after the preset's.
-    preset: a preset name or JSON path (``--profiles``); neither given: ``ladder``.
+    profiles: ``BxHxW:BxHxW:BxHxW`` strings (repeatable on the command line), after the preset's.
+    preset: a preset name or JSON path; neither given: ``ladder``.
     workspace: '4G', '512M', '1024' (MiB) or None (TensorRT's default: the whole GPU).
     prompts / points: the decoder's MIN:OPT:MAX (defaults in ``PromptRange``).
     ptx_version: the PTX ISA version the plugin kernel is compiled for ('8.0'); it sets the oldest
@@ -140,7 +140,7 @@ class PluginPlan:
     def describe(self) -> str:
         if not self.required:
             why = (
-                "--plugin off"
+                "`plugin=off`"
                 if self.mode == "off"
                 else f"no node in domain '{fused_op_contract.DOMAIN}'"
             )
@@ -173,7 +173,7 @@ class BuilderSettings:
         cache = (
             f"{self.timing_cache} ({'read and updated' if self.timing_cache.exists() else 'created'})"
             if self.timing_cache
-            else "none (pass --timing-cache FILE to reuse timings across builds)"
+            else "none (pass a `timing_cache` file to reuse timings across builds)"
         )
         return (
             f"workspace {workspace}; optimization level {level}; timing cache {cache}; "
@@ -204,7 +204,7 @@ class BuildPlan:
         return self.precision.route == STRONGLY_TYPED
 
     def describe(self) -> str:
-        """The full plan, as ``basam-trt build --dry-run`` prints it."""
+        """The full plan, as ``basam-trt build`` prints it."""
         export = dict(self.export)
         lines = [
             "basam-trt build plan",
@@ -284,7 +284,7 @@ def parse_workspace(text: Optional[str]) -> Optional[int]:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([BKMG]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
     size = int(float(match.group(1)) * _UNITS[match.group(2).upper()]) if match else 0
     if size <= 0:
-        raise BasamError(f"--workspace {text!r} is not a positive size such as 4G, 512M or 1024")
+        raise BasamError(f"`workspace` {text!r} is not a positive size such as 4G, 512M or 1024")
     return size
 
 
@@ -301,12 +301,12 @@ def _profiles(options: BuildOptions, sizes: SizeRange) -> Tuple[Tuple[Resolution
         sources.append(f"preset {Path(preset).stem} ({path}{default})")
     for text in options.profiles:
         profile = ResolutionProfile.parse(text)
-        validate_profile(profile, sizes, where="--profile")
+        validate_profile(profile, sizes, where="`profiles`")
         if profile in profiles:
-            raise BasamError(f"--profile {profile} is given twice: give each profile once")
+            raise BasamError(f"`profiles` {profile} is given twice: give each profile once")
         profiles.append(profile)
     if options.profiles:
-        sources.append(f"{len(options.profiles)} --profile")
+        sources.append(f"{len(options.profiles)} `profiles`")
     return tuple(profiles), " + ".join(sources)
 
 
@@ -318,7 +318,7 @@ def _precision(options: BuildOptions, manifest: Mapping[str, object], name: str)
         )
     if options.weak_fp16 and precision != "fp32":
         raise BasamError(
-            f"--weakly-typed-fp16 needs an FP32 export; {name} is already FP16 in the graph: "
+            f"`weak_fp16` needs an FP32 export; {name} is already FP16 in the graph: "
             f"build it without the flag (strongly typed)"
         )
     route = WEAKLY_TYPED_FP16 if options.weak_fp16 else STRONGLY_TYPED
@@ -331,7 +331,7 @@ def _ptx_version(requested: Optional[str]) -> Optional[str]:
         return None
     if not re.fullmatch(r"\d+\.\d+", requested):
         raise BasamError(
-            f"--ptx-version {requested!r} is not a PTX ISA version such as 8.0 (major.minor)"
+            f"`ptx_version` {requested!r} is not a PTX ISA version such as 8.0 (major.minor)"
         )
     minimum_driver_for_ptx(requested)
     return requested
@@ -341,11 +341,11 @@ def _plugin(
     options: BuildOptions, model: onnx.ModelProto, name: str, notes: List[str]
 ) -> PluginPlan:
     if options.plugin not in PLUGIN_MODES:
-        raise BasamError(f"--plugin {options.plugin!r}: choose auto or off")
+        raise BasamError(f"`plugin` {options.plugin!r}: choose auto or off")
     nodes = fused_op_contract.plugin_nodes(model)
     if not nodes:
         if options.ptx_version is not None:
-            notes.append(f"--ptx-version is ignored: {name} holds no BA-SAM plugin node")
+            notes.append(f"`ptx_version` is ignored: {name} holds no BA-SAM plugin node")
         return PluginPlan(mode=options.plugin, required=False)
     counts: Dict[str, int] = {}
     for node in nodes:
@@ -354,7 +354,7 @@ def _plugin(
     if options.plugin == "off":
         raise BasamError(
             f"{name} holds {len(nodes)} BA-SAM plugin node(s) ({', '.join(op for op, _ in ops)}) "
-            f"that only the plugin can build: use --plugin auto, or export with --bias subgraph"
+            f"that only the plugin can build: use `plugin=auto`, or export with `bias=subgraph`"
         )
     if any(fused_op_contract.plugin_namespace(n) is None for n in nodes):
         min_tensorrt = ".".join(map(str, DOMAIN_NAMESPACE_VERSION))
@@ -389,7 +389,7 @@ def make_plan(onnx_path: Union[str, Path], options: BuildOptions = BuildOptions(
     prompts = PromptRange()
     if options.prompts or options.points:
         if kind != DECODER:
-            raise BasamError("--prompts and --points apply to decoder.onnx only: drop them")
+            raise BasamError("`prompts` and `points` apply to decoder.onnx only: drop them")
         prompts = PromptRange(
             prompts=parse_triple(options.prompts, "prompts")
             if options.prompts
@@ -416,20 +416,20 @@ def make_plan(onnx_path: Union[str, Path], options: BuildOptions = BuildOptions(
         notes.append("weak typing lets TensorRT change the plugin's input types: check parity")
 
     if options.opt_level is not None and options.opt_level not in OPT_LEVELS:
-        raise BasamError(f"--opt-level {options.opt_level} is outside 0..5 (TensorRT's default: 3)")
+        raise BasamError(f"`opt_level` {options.opt_level} is outside 0..5 (TensorRT's default: 3)")
     settings = BuilderSettings(
         workspace_bytes=parse_workspace(options.workspace),
         opt_level=options.opt_level,
         timing_cache=Path(options.timing_cache) if options.timing_cache else None,
     )
     if settings.timing_cache is not None and settings.timing_cache.is_dir():
-        raise BasamError(f"--timing-cache {settings.timing_cache} is a folder: give a file path")
+        raise BasamError(f"`timing_cache` {settings.timing_cache} is a folder: give a file path")
 
     output = Path(options.output) if options.output else onnx_path.with_suffix(ENGINE_SUFFIX)
     if output.suffix in (".onnx", ".json") or output.resolve() == onnx_path.resolve():
-        raise BasamError(f"--output {output} would overwrite a source file: name it *.engine")
+        raise BasamError(f"`output` {output} would overwrite a source file: name it *.engine")
     if output.is_dir():
-        raise BasamError(f"--output {output} is a folder: give the engine's file path")
+        raise BasamError(f"`output` {output} is a folder: give the engine's file path")
 
     export = (
         ("model", manifest.get("model")),

@@ -61,7 +61,7 @@ class ResolutionProfile:
         parts = str(text).split(":")
         shapes = [_shape3(p) for p in parts]
         if len(parts) != 3 or any(s is None for s in shapes):
-            raise BasamError(f"--profile {text!r} is not {PROFILE_SYNTAX}")
+            raise BasamError(f"profile {text!r} is not {PROFILE_SYNTAX}")
         return cls(*shapes)  # type: ignore[arg-type]
 
     @classmethod
@@ -133,8 +133,8 @@ def validate_profile(profile: ResolutionProfile, sizes: SizeRange, where: str = 
             if not sizes.min <= value <= sizes.max:
                 raise BasamError(
                     f"{where} {profile}: {name} {side} {value} is outside the exported size range "
-                    f"{sizes.min}-{sizes.max}: choose sizes inside it, or export with --min-size/"
-                    f"--max-size"
+                    f"{sizes.min}-{sizes.max}: choose sizes inside it, or export with another "
+                    f"`min_size` / `max_size`"
                 )
     for axis, axis_name in enumerate(("batch", "height", "width")):
         low, opt, high = profile.dim(axis)
@@ -152,7 +152,7 @@ def parse_triple(text: str, what: str) -> Triple:
         values = ()
     if len(values) != 3 or values[0] < 1 or not values[0] <= values[1] <= values[2]:
         raise BasamError(
-            f"--{what} {text!r} is not MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, e.g. 1:2:16"
+            f"`{what}` {text!r} is not MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, e.g. 1:2:16"
         )
     return values  # type: ignore[return-value]
 
@@ -327,7 +327,7 @@ def select_profile(profiles: Sequence[ProfileShapes], shapes: Mapping[str, Seque
     raise BasamError(
         f"no optimization profile serves {given}; the engine's profiles: "
         f"{describe_profiles(profiles, list(shapes))}: resize or pad the input into one, or build "
-        f"the engine with a --profile that contains it"
+        f"the engine with a profile that contains it"
     )
 
 

@@ -140,7 +140,7 @@ def _read_engines(folder: Path) -> Tuple[Tuple[GraphSource, ...], Dict[str, obje
     if resolutions[0] != resolutions[1]:
         notes.append(
             "the encoder and decoder engines have different resolution profiles: an image size "
-            "the encoder serves may have no decoder profile (build both with the same --profiles)"
+            "the encoder serves may have no decoder profile (build both with the same profiles)"
         )
     gpu = a.get("gpu") or {}
     provenance = {
@@ -197,7 +197,7 @@ def _read_export(folder: Path) -> Tuple[Tuple[GraphSource, ...], Dict[str, objec
         if nodes:
             raise BasamError(
                 f"{name} holds {len(nodes)} BA-SAM plugin node(s) that onnxruntime cannot run: "
-                f"build TensorRT engines from it (basam-trt build), or export with --bias subgraph"
+                f"build TensorRT engines from it (basam-trt build), or export with `bias=subgraph`"
             )
         initializers = {i.name for i in model.graph.initializer}
         source = GraphSource(
@@ -231,7 +231,7 @@ def read_source(
     """(backend, (encoder, decoder), provenance, notes) of an engine or export folder."""
     folder = Path(folder)
     if backend not in BACKENDS:
-        raise BasamError(f"--backend {backend!r}: choose {', '.join(BACKENDS)}")
+        raise BasamError(f"`backend` {backend!r}: choose {', '.join(BACKENDS)}")
     if not folder.exists():
         raise BasamError(
             f"source folder {folder} not found: give the folder basam-trt build or basam-export wrote"
@@ -249,7 +249,7 @@ def read_source(
     if backend == TENSORRT and not has_engines:
         raise BasamError(
             f"{folder} holds no TensorRT engine (*.engine or *.plan): build them with basam-trt "
-            f"build, or use --backend onnx"
+            f"build, or use `backend=onnx`"
         )
     if backend == ONNX and not has_export:
         raise BasamError(
