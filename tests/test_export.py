@@ -170,9 +170,9 @@ def test_an_interrupted_export_leaves_nothing_behind(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "options, message",
     [
-        (dict(min_size=250), r"--min-size 250 is not a positive multiple of 16"),
-        (dict(min_size=1024, max_size=512), r"--min-size 1024 is above --max-size 512"),
-        (dict(max_size=100), r"--max-size 100 is not a positive multiple of 16"),
+        (dict(min_size=250), r"`min_size` 250 is not a positive multiple of 16"),
+        (dict(min_size=1024, max_size=512), r"`min_size` 1024 is above `max_size` 512"),
+        (dict(max_size=100), r"`max_size` 100 is not a positive multiple of 16"),
         (dict(bias="fused"), r"unknown bias mode 'fused': choose subgraph or plugin"),
         (dict(precision="int8"), r"unknown precision 'int8'"),
         (dict(opset=13), r"opset 13 is not supported"),
@@ -187,7 +187,7 @@ def test_bad_options_are_one_line_errors(tmp_path, options, message):
 
 
 def test_official_preset_range_starts_at_1024(tmp_path):
-    with pytest.raises(BasamError, match=r"--min-size 512 is below the 1024 px"):
+    with pytest.raises(BasamError, match=r"`min_size` 512 is below the 1024 px"):
         export_onnx(
             build_sam("tiny", "basam-official"),
             tmp_path / "o",

@@ -414,10 +414,10 @@ def copy_engines(engines: Path, folder: Path) -> Path:
         (lambda e, x, t: t, {}, "is neither an engine folder .* nor an export folder"),
         (lambda e, x, t: x, {"backend": "tensorrt"}, "holds no TensorRT engine"),
         (lambda e, x, t: e, {"backend": "onnx"}, "is not a basam-export folder"),
-        (lambda e, x, t: e, {"backend": "gpu"}, "--backend 'gpu'"),
-        (lambda e, x, t: e, {"kind": "cpu"}, "--cpu applies to ONNX models only"),
-        (lambda e, x, t: x, {"instances": 0}, "--instances 0 must be 1 or more"),
-        (lambda e, x, t: x, {"max_batch": -1}, "--max-batch -1 is negative"),
+        (lambda e, x, t: e, {"backend": "gpu"}, "`backend` 'gpu'"),
+        (lambda e, x, t: e, {"kind": "cpu"}, "`kind=cpu` applies to ONNX models only"),
+        (lambda e, x, t: x, {"instances": 0}, "`instances` 0 must be 1 or more"),
+        (lambda e, x, t: x, {"max_batch": -1}, "`max_batch` -1 is negative"),
     ],
 )
 def test_plan_errors_are_one_line(engines, export, tmp_path, make, options, message):
@@ -467,7 +467,7 @@ def test_output_needs_force_and_force_replaces_only_a_repository(
     repo = tmp_path / "repo"
     plan = plan_triton_repo(export)
     write_triton_repo(plan, repo)
-    with pytest.raises(BasamError, match="already exists: pass --force"):
+    with pytest.raises(BasamError, match="already exists: pass `force`"):
         write_triton_repo(plan, repo)
     (repo / "stale.txt").write_text("from an earlier run")
     write_triton_repo(plan, repo, force=True)

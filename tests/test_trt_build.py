@@ -167,7 +167,7 @@ def test_plugin_graph_loads_the_plugin_and_embeds_its_aot_kernel(plugin):
     assert not make_plan(plugin / "decoder.onnx").plugin.required
     with pytest.raises(BasamError) as info:
         make_plan(plugin / "encoder.onnx", BuildOptions(plugin="off"))
-    assert "only the plugin can build: use --plugin auto, or export with --bias subgraph" in str(
+    assert "only the plugin can build: use `plugin=auto`, or export with `bias=subgraph`" in str(
         info.value
     )
     assert "BasamAttention" in str(info.value) and "\n" not in str(info.value)
@@ -243,9 +243,9 @@ def test_profiles_are_checked_against_the_exported_range(fp32, tmp_path):
         (BuildOptions(profiles=("1x256x256:1x512x512:1x500x512",)), "max height 500"),
         (BuildOptions(profiles=("1x256x256:1x256x256:1x256x256",) * 2), "is given twice"),
         (BuildOptions(preset="huge"), "unknown profile preset 'huge'"),
-        (BuildOptions(workspace="lots"), "--workspace 'lots' is not a positive size"),
-        (BuildOptions(opt_level=7), "--opt-level 7 is outside 0..5"),
-        (BuildOptions(plugin="maybe"), "--plugin 'maybe': choose auto or off"),
+        (BuildOptions(workspace="lots"), "`workspace` 'lots' is not a positive size"),
+        (BuildOptions(opt_level=7), "`opt_level` 7 is outside 0..5"),
+        (BuildOptions(plugin="maybe"), "`plugin` 'maybe': choose auto or off"),
         (BuildOptions(output=Path("x.onnx")), "would overwrite a source file"),
     ],
 )
@@ -844,7 +844,7 @@ def test_plugin_build_refuses_a_driver_older_than_its_ptx_needs(plugin):
         check_driver("8.4", (12, 3), minimum=(12, 4))
     assert str(info.value) == (
         "the BA-SAM plugin kernel is PTX 8.4, which needs a CUDA 12.4 driver; this GPU's driver "
-        "is CUDA 12.3: update the driver, or build the engine with an older --ptx-version"
+        "is CUDA 12.3: update the driver, or build the engine with an older `ptx_version`"
     )
     with pytest.raises(BasamError):
         check_driver("8.0", (11, 8), minimum=(12, 0))
@@ -855,12 +855,12 @@ def test_plugin_build_refuses_a_driver_older_than_its_ptx_needs(plugin):
     assert plugin_ptx_version(plan.plugin, GpuInfo("NVIDIA H100", "9.0")) == "8.0"  # sm_90a
     default = make_plan(plugin / "encoder.onnx").plugin
     assert plugin_ptx_version(default, GpuInfo("NVIDIA A100", "8.0")) == DEFAULT_PTX_VERSION
-    with pytest.raises(BasamError, match="--ptx-version '8' is not a PTX ISA version"):
+    with pytest.raises(BasamError, match="`ptx_version` '8' is not a PTX ISA version"):
         make_plan(plugin / "encoder.onnx", BuildOptions(ptx_version="8"))
     with pytest.raises(BasamError, match="PTX ISA version 5.0 is not in the driver table"):
         make_plan(plugin / "encoder.onnx", BuildOptions(ptx_version="5.0"))
     notes = make_plan(plugin / "decoder.onnx", BuildOptions(ptx_version="8.0")).notes
-    assert any("--ptx-version is ignored" in n for n in notes)
+    assert any("`ptx_version` is ignored" in n for n in notes)
 
 
 def test_plugin_build_checks_the_driver_first_and_records_the_kernels_ptx(
