@@ -86,7 +86,8 @@ def test_tile_for_prefers_holding_all_points():
 
 
 def test_experiment_runs_end_to_end(tmp_path, capsys):
-    """The table script on one 512 px mosaic, one prompted instance, every mode. The mosaic is the
+    """The table script on one 512 px mosaic, one prompted instance and a sparse point grid for the
+    automatic masks, every mode. The mosaic is the
     second of the default seed range, whose prompted instance covers 4760 px (7 % of a scene): a
     size the shipped model segments well at 256 px (docs/default_model.md: 0.90 at 3-10 %), so a
     mask pasted at the wrong place, or a mode fed the wrong image, shows as a low IoU."""
@@ -95,15 +96,41 @@ def test_experiment_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "mosaic.json"
     seed = evaluate_mosaic.MOSAIC_SEED_BASE + mosaic.SEEDS_PER_MOSAIC
     argv = ["--sizes", "512", "--mosaics", "1", "--instances", "1", "--seed", str(seed)]
+    argv += ["--point-spacing", "128"]
     evaluate_mosaic.main(argv + ["--output", str(out)])
     table = capsys.readouterr().out
     result = json.loads(out.read_text())
-    row = result["sizes"]["512"]["modes"]
+    row = result["sizes"]["512"]["prompted"]["modes"]
     assert set(row) == set(evaluate_mosaic.MODES)
     for name, r in row.items():
         assert r["n"] == 1 and 0.0 <= r["1pt"] <= r["best3"] <= 1.0 and 0.0 <= r["3pt"] <= 1.0
         assert r["s_per_image"] > 0 and name in table
-    assert result["sizes"]["512"]["instances"]["area"] == [4760]
+    assert result["sizes"]["512"]["prompted"]["instances"]["area"] == [4760]
     for name in ("tiles", "native-sam", "native-basam"):  # the object at its training pixel size
         assert row[name]["3pt"] > 0.7, name
+    auto = result["sizes"]["512"]["automatic"]
+    assert auto["instances"] == len(mosaic.make_mosaic(seed, 512).masks())
+    assert set(auto["modes"]) == set(evaluate_mosaic.MODES)
+    for r in auto["modes"].values():
+        assert 0 <= r["recall@0.75"] <= r["recall@0.5"] <= 1
+        # Matched masks are at most the masks and at most the instances.
+        assert r["precision@0.5"] * r["masks"] == pytest.approx(r["recall@0.5"] * auto["instances"])
+    assert "R@0.5" in table
     assert row["downscale"]["tiles_encoded_per_image"] == 1
+
+
+def test_matching_is_one_to_one_at_the_threshold():
+    from evaluate_mosaic import mask_utils, matches
+
+    def rle(y0, x0, side=20):
+        m = np.zeros((64, 64), np.uint8, order="F")
+        m[y0 : y0 + side, x0 : x0 + side] = 1
+        return mask_utils.encode(m)
+
+    gt = [rle(0, 0), rle(30, 30)]
+    # IoU 0.6 (shifted by 5 of 20 px) with the first instance, twice; exact on the second.
+    preds = [rle(0, 5), rle(5, 0), rle(30, 30)]
+    scores = np.array([0.9, 0.8, 0.7])
+    assert matches(preds, scores, gt, 0.5) == 2  # the duplicate does not match twice
+    assert matches(preds, scores, gt, 0.75) == 1
+    assert matches([], np.zeros(0), gt, 0.5) == 0
