@@ -166,15 +166,14 @@ class Predictor:
         """onnxruntime (CPU) on a basam-export folder: encoder.onnx, decoder.onnx and
         manifest.json, whose ``size_range`` is the range accepted. Each file is checked against
         the manifest's sha256 first: a damaged export is one line, not a parser's traceback."""
-        from .artifacts import read_manifest, verify_listed_file
+        from .export.manifest import ExportManifest, verify_export_file
         from .export.onnx_export import DECODER_FILE, ENCODER_FILE
         from .runners import OnnxRuntimeRunner
-        from .tensorrt.profiles import SizeRange
 
         folder = Path(folder)
-        sizes = SizeRange.from_manifest(read_manifest(folder))
+        sizes = ExportManifest.read(folder).size_range
         for name in (ENCODER_FILE, DECODER_FILE):
-            verify_listed_file(folder / name)
+            verify_export_file(folder / name)
         encoder = OnnxRuntimeRunner(folder / ENCODER_FILE, threads, "onnxruntime:encoder")
         decoder = OnnxRuntimeRunner(folder / DECODER_FILE, threads, "onnxruntime:decoder")
         encoder.activate()  # missing or broken files fail here, not at the first image

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from basam_deploy.cli.export import entry, main
+from basam_deploy.export.manifest import ExportManifest
 
 
 def test_default_export_writes_files_and_passes_parity(tmp_path, monkeypatch, capsys):
@@ -20,8 +21,8 @@ def test_default_export_writes_files_and_passes_parity(tmp_path, monkeypatch, ca
         "manifest.json",
         "parity.json",
     ]
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["parity"]["passed"] is True and manifest["model"] == "tiny"
+    manifest = ExportManifest.read(folder)
+    assert manifest.parity.passed is True and manifest.model == "tiny"
     parity = json.loads((folder / "parity.json").read_text())
     sizes = {(row["size"], row["batch"]) for row in parity["rows"]}
     assert {
@@ -39,7 +40,7 @@ def test_default_export_writes_files_and_passes_parity(tmp_path, monkeypatch, ca
     (folder / "notes.txt").write_text("mine")
     capsys.readouterr()
     assert main(["--no-check", "--max-size", "1024"]) == 0
-    assert json.loads((folder / "manifest.json").read_text())["size_range"]["max"] == 1024
+    assert ExportManifest.read(folder).size_range.max == 1024
     assert sorted(p.name for p in folder.iterdir()) == [
         "decoder.onnx",
         "encoder.engine",

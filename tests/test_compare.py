@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from basam_deploy import BasamError, build_sam
-from basam_deploy.artifacts import read_manifest
 from basam_deploy.cli.trt import main
 from basam_deploy.compare import (
     compare_sources,
@@ -18,6 +17,7 @@ from basam_deploy.compare import (
     profile_cases,
     sam_from_export,
 )
+from basam_deploy.export.manifest import ExportManifest
 from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.parity import (
     FP16_TOLERANCE,
@@ -169,7 +169,7 @@ def test_compare_fails_with_exit_1_when_the_models_differ(export_folder, capsys)
 
 
 def test_the_export_rebuilds_its_own_model(export_folder):
-    sam = sam_from_export(read_manifest(export_folder))
+    sam = sam_from_export(ExportManifest.read(export_folder))
     reference = build_sam("tiny", "basam")
     for (name, a), b in zip(sam.state_dict().items(), reference.state_dict().values()):
         assert np.array_equal(a.numpy(), b.numpy()), name
@@ -268,13 +268,13 @@ def test_torch_runner_on_cuda_without_a_device_is_one_line():
 
 
 def test_engine_cases_are_every_profile_corner_and_interleave_for_profile_switching():
-    manifest = {
-        "profiles": [
-            {"resolution": {"min": [1, 256, 256], "opt": [1, 320, 384], "max": [2, 384, 384]}},
-            {"resolution": {"min": [1, 384, 384], "opt": [1, 512, 448], "max": [1, 512, 512]}},
-        ],
-        "precision": {"onnx": "fp32", "route": "strongly-typed"},
-    }
+    from basam_deploy.tensorrt.manifest import EnginePrecision
+    from basam_deploy.tensorrt.profiles import ResolutionProfile
+
+    profiles = [
+        ResolutionProfile.parse("1x256x256:1x320x384:2x384x384"),
+        ResolutionProfile.parse("1x384x384:1x512x448:1x512x512"),
+    ]
     corners = [
         (1, 256, 256),
         (1, 320, 384),
@@ -283,14 +283,12 @@ def test_engine_cases_are_every_profile_corner_and_interleave_for_profile_switch
         (1, 512, 448),
         (1, 512, 512),
     ]
-    assert [(c.batch, c.height, c.width) for c in profile_cases(manifest)] == corners
-    interleaved = [(c.batch, c.height, c.width) for c in profile_cases(manifest, interleave=True)]
+    assert [(c.batch, c.height, c.width) for c in profile_cases(profiles)] == corners
+    interleaved = [(c.batch, c.height, c.width) for c in profile_cases(profiles, interleave=True)]
     assert interleaved == [corners[i] for i in (0, 3, 1, 4, 2, 5)]  # a switch at every step
-    assert engine_precision(manifest) == "fp32"
-    manifest["precision"]["route"] = "weakly-typed-fp16"
-    assert engine_precision(manifest) == "fp16"
-    manifest["precision"] = {"onnx": "fp16", "route": "strongly-typed"}
-    assert engine_precision(manifest) == "fp16"
+    assert engine_precision(EnginePrecision("fp32", "strongly-typed")) == "fp32"
+    assert engine_precision(EnginePrecision("fp32", "weakly-typed-fp16")) == "fp16"
+    assert engine_precision(EnginePrecision("fp16", "strongly-typed")) == "fp16"
 
 
 def test_compare_sources_library_call(export_folder):
@@ -316,7 +314,7 @@ def test_an_engine_side_without_tensorrt_or_gpu_is_one_line(export_folder, tmp_p
     plan = make_plan(export_folder / "encoder.onnx", BuildOptions(profiles=profile, output=engine))
     engine.write_bytes(b"stand-in")
     manifest = engine_manifest(plan, engine, tensorrt_version="10.13.0", gpu=None)
-    Path(f"{engine}.json").write_text(json.dumps(manifest))
+    Path(f"{engine}.json").write_text(json.dumps(manifest.to_json()))
     source = parse_source(str(engine.parent))
     assert (source.kind, source.path) == ("engine", engine)
     side = engine_side(engine)

@@ -16,6 +16,7 @@ from basam_deploy import BasamError, build_sam
 from basam_deploy.artifacts import sha256
 from basam_deploy.export import onnx_export
 from basam_deploy.export.graphs import DecoderGraph, EncoderGraph
+from basam_deploy.export.manifest import CheckpointRecord, ExportManifest, ParityRecord
 from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.export.op_check import unsupported_nodes
 from basam_deploy.parity import output_stats, point_prompts
@@ -83,23 +84,23 @@ def test_onnxruntime_matches_pytorch_at_untested_sizes(exported):
 
 def test_manifest_and_metadata_say_what_made_the_files(exported):
     name, sam, result = exported
-    manifest = json.loads((result.folder / "manifest.json").read_text())
-    assert manifest["tool"] == "basam-export"
-    assert manifest["preset"] == PRESETS[name][0] and manifest["model"] == "tiny"
-    assert manifest["size_range"]["max"] == 2048 and manifest["opset"] == onnx_export.DEFAULT_OPSET
-    assert manifest["versions"]["torch"] == torch.__version__
+    manifest = ExportManifest.read(result.folder)  # basam-export's, else a one-line error
+    assert manifest == result.manifest
+    assert manifest.preset == PRESETS[name][0] and manifest.model == "tiny"
+    assert manifest.size_range.max == 2048 and manifest.opset == onnx_export.DEFAULT_OPSET
+    assert manifest.versions["torch"] == torch.__version__
     for file in ("encoder.onnx", "decoder.onnx"):
-        assert manifest["files"][file]["sha256"] == sha256(result.folder / file)
+        assert manifest.files[file].sha256 == sha256(result.folder / file)
         model = onnx.load(result.folder / file)
         props = {p.key: p.value for p in model.metadata_props}
         assert props["basam.preset"] == PRESETS[name][0]
         assert props["basam.precision"] == "fp32"
         assert model.opset_import[0].version == onnx_export.DEFAULT_OPSET
         assert unsupported_nodes(model) == []  # inside TensorRT 10.9-11.1's ONNX parser list
-    inputs = manifest["files"]["encoder.onnx"]["inputs"]
+    inputs = manifest.files["encoder.onnx"].inputs
     assert inputs == {"image": {"dtype": "float32", "shape": ["batch", 3, "height", "width"]}}
     if name == "basam-manhattan":
-        assert manifest["bias_metric"] == "manhattan" and manifest["bias_slope"] == 1 / 16
+        assert manifest.bias_metric == "manhattan" and manifest.bias_slope == 1 / 16
 
 
 def test_graph_has_no_size_baked_in_and_exports_deterministically(tmp_path, monkeypatch):
@@ -129,11 +130,9 @@ def test_graph_has_no_size_baked_in_and_exports_deterministically(tmp_path, monk
         if file.endswith(".onnx"):
             assert graph(small, file) == graph(large, file)  # the range only changes metadata
         assert (large.folder / file).read_bytes() == (again.folder / file).read_bytes()
-    assert again.manifest["checkpoint"] == {
-        "file": "w.pth",
-        "sha256": sha256(clones[1] / "w.pth"),
-        "source": "file",
-    }
+    assert again.manifest.checkpoint == CheckpointRecord(
+        "w.pth", sha256(clones[1] / "w.pth"), "file"
+    )
     local = [str(tmp_path), str(Path.home()), sys.prefix, str(Path(onnx_export.__file__).parent)]
     for result in (small, large, again):
         for path in result.folder.iterdir():
@@ -150,8 +149,7 @@ def test_parity_failure_keeps_files_marked_failed(tmp_path, monkeypatch):
     options = ExportOptions(max_size=512, check_sizes=[(256, 320)])
     result = export_onnx(sam, tmp_path / "out", options, progress=quiet)
     assert not result.passed
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["parity"] == {"passed": False, "file": "parity.json"}
+    assert ExportManifest.read(tmp_path / "out").parity == ParityRecord(False, "parity.json")
     report = json.loads((tmp_path / "out" / "parity.json").read_text())
     assert report["passed"] is False and report["rows"][0]["failures"]
 
@@ -212,13 +210,13 @@ def test_fp16_export_passes_its_parity_and_halves_the_weights(tmp_path):
     assert result.passed  # cosine >= 0.999 and mask IoU >= 0.98 against PyTorch FP32
     cosines = [stats.cosine for row in result.parity.rows for stats in row.outputs.values()]
     assert min(cosines) >= 0.999
-    manifest = result.manifest
-    assert manifest["precision"] == "fp16"
-    encoder = manifest["files"]["encoder.onnx"]
-    assert encoder["precision"]["fp32"]["LayerNormalization"] > 0
-    assert encoder["precision"]["fp32"]["Softmax"] > 0
-    assert encoder["precision"]["fp16"]["MatMul"] > 0
-    weights = encoder["precision"]["weights_bytes"]
+    assert result.manifest.precision == "fp16"
+    # The FP16 policy's summary (precision.precision_summary): op counts per type, weight bytes.
+    summary = result.manifest.files["encoder.onnx"].precision
+    assert summary["fp32"]["LayerNormalization"] > 0
+    assert summary["fp32"]["Softmax"] > 0
+    assert summary["fp16"]["MatMul"] > 0
+    weights = summary["weights_bytes"]
     assert weights["fp16"] > 5 * weights["fp32"]
     model = onnx.load(result.folder / "encoder.onnx")
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
@@ -232,6 +230,6 @@ def test_models_over_the_protobuf_limit_keep_weights_beside_the_graph(tmp_path, 
     options = ExportOptions(max_size=512, check_sizes=[(256, 320)])
     result = export_onnx(sam, tmp_path / "big", options, progress=quiet)
     assert result.passed
-    entry = result.manifest["files"]["encoder.onnx"]
-    data = result.folder / entry["external_data"]["file"]
-    assert data.is_file() and entry["external_data"]["bytes"] > 10 * entry["bytes"]
+    entry = result.manifest.files["encoder.onnx"]
+    data = result.folder / entry.external_data["file"]
+    assert data.is_file() and entry.external_data["bytes"] > 10 * entry.bytes

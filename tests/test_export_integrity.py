@@ -1,17 +1,28 @@
 """A damaged export is refused in one line by every reader, before a parser sees it: the manifest's
-sha256 of each file (and of weights kept beside it) is checked first (``verify_listed_file``)."""
+sha256 of each file (and of weights kept beside it) is checked first (``verify_export_file``)."""
 
 import hashlib
 import json
+from dataclasses import replace
 
 import pytest
 
 from basam_deploy import BasamError, Predictor
-from basam_deploy.artifacts import verify_listed_file
-from basam_deploy.tensorrt.plan import read_export
+from basam_deploy.export.manifest import (
+    ExportFile,
+    ExportManifest,
+    SizeRange,
+    read_export,
+    verify_export_file,
+)
 
 GRAPHS = ("encoder.onnx", "decoder.onnx")
-SIZES = {"min": 256, "max": 1024, "multiple_of": 16}
+MANIFEST = ExportManifest("tiny", "basam", "subgraph", "fp32", 20, SizeRange(256, 1024, 16))
+
+
+def write_manifest(folder, files):
+    """basam-export's manifest for ``files`` (name -> ExportFile), the rest a tiny export's."""
+    (folder / "manifest.json").write_text(json.dumps(replace(MANIFEST, files=files).to_json()))
 
 
 def fake_export(folder, external=False):
@@ -21,25 +32,22 @@ def fake_export(folder, external=False):
     files = {}
     for name in GRAPHS:
         (folder / name).write_bytes(b"\x08\x07" + name.encode() * 50)
-        files[name] = {"sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest()}
+        weights = None
         if external:
             data = folder / f"{name}.data"
             data.write_bytes(b"weights" * 100)
             digest = hashlib.sha256(data.read_bytes()).hexdigest()
-            files[name]["external_data"] = {"file": data.name, "sha256": digest}
-    manifest = {
-        "tool": "basam-export",
-        "files": files,
-        "size_range": SIZES,
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+            weights = {"file": data.name, "sha256": digest}
+        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        files[name] = ExportFile(digest, (folder / name).stat().st_size, external_data=weights)
+    write_manifest(folder, files)
     return folder
 
 
 def test_an_intact_file_passes(tmp_path):
     folder = fake_export(tmp_path / "out", external=True)
-    manifest, digest = verify_listed_file(folder / "encoder.onnx")
-    assert digest == manifest["files"]["encoder.onnx"]["sha256"]
+    manifest, digest = verify_export_file(folder / "encoder.onnx")
+    assert digest == manifest.files["encoder.onnx"].sha256
 
 
 @pytest.mark.parametrize(
@@ -58,9 +66,7 @@ def test_an_intact_file_passes(tmp_path):
             r"encoder.onnx.data, the weights of encoder.onnx, is missing or differs",
         ),
         (
-            lambda f: (f / "manifest.json").write_text(
-                json.dumps({"tool": "basam-export", "files": {}, "size_range": SIZES})
-            ),
+            lambda f: write_manifest(f, {}),
             r"does not describe encoder.onnx",
         ),
         (lambda f: (f / "encoder.onnx").unlink(), r"ONNX file not found"),

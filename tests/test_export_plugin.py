@@ -19,6 +19,7 @@ from basam_deploy import BasamError, build_sam
 from basam_deploy import fused_op_contract as fused_op
 from basam_deploy.artifacts import sha256
 from basam_deploy.export.graphs import EncoderGraph
+from basam_deploy.export.manifest import ExportManifest
 from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.export.op_check import BASAM_PLUGIN_OPS, unsupported_nodes
 from basam_deploy.parity import output_stats
@@ -111,9 +112,9 @@ def test_only_global_blocks_become_fused_nodes_with_the_contract(exports):
 
 def test_manifest_records_the_bias_mode_and_the_op(exports):
     _, plugin, subgraph = exports
-    manifest = json.loads((plugin.folder / "manifest.json").read_text())
-    assert manifest["bias"] == "plugin"
-    assert manifest["attention_op"] == {
+    manifest = ExportManifest.read(plugin.folder)
+    assert manifest.bias == "plugin"
+    assert manifest.attention_op == {
         "op_type": "BasamAttention",
         "domain": "basam",
         "version": 1,
@@ -121,9 +122,9 @@ def test_manifest_records_the_bias_mode_and_the_op(exports):
         "plugin_version": "1",
         "blocks": [1, 3],
     }
-    assert manifest["files"]["encoder.onnx"]["attention_op_nodes"] == 2
-    assert manifest["files"]["decoder.onnx"]["attention_op_nodes"] == 0
-    assert manifest["parity"]["passed"] is True
+    assert manifest.files["encoder.onnx"].attention_op_nodes == 2
+    assert manifest.files["decoder.onnx"].attention_op_nodes == 0
+    assert manifest.parity.passed is True
     parity = json.loads((plugin.folder / "parity.json").read_text())
     assert "Python reference op" in parity["candidate"]
     assert {row["size"] for row in parity["rows"]} == {"256x320"}
@@ -167,7 +168,7 @@ def test_fp16_plugin_export_keeps_the_node_in_fp16_and_passes_parity(exports, tm
     types = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
     for node in fused_op.fused_nodes(model):
         assert {types[name] for name in [*node.input, *node.output]} == {TensorProto.FLOAT16}
-    counts = result.manifest["files"]["encoder.onnx"]["precision"]
+    counts = result.manifest.files["encoder.onnx"].precision  # precision.precision_summary
     assert counts["fp16"]["BasamAttention"] == 2 and "BasamAttention" not in counts["fp32"]
 
 

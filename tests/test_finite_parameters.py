@@ -4,11 +4,14 @@
 import json
 import math
 import sys
+from dataclasses import replace
 
 import pytest
 
 from basam_deploy import BasamError, build_sam
 from basam_deploy.cli.export import entry
+from basam_deploy.compare.model import sam_from_export
+from basam_deploy.export.manifest import ExportManifest, SizeRange
 
 
 @pytest.mark.parametrize("slope", [math.inf, -math.inf, math.nan, "inf", "x", True, 1e400])
@@ -41,6 +44,8 @@ def test_the_command_line_refuses_it_before_any_work(tmp_path, monkeypatch, caps
 def test_a_manifest_with_an_infinite_slope_is_refused():
     """Readers of a manifest (basam-trt's and compare's model rebuild) pass its values to
     build_sam; json writes Python's inf as Infinity and reads it back."""
-    manifest = json.loads('{"model": "tiny", "preset": "basam", "bias_slope": Infinity}')
+    written = ExportManifest("tiny", "basam", "subgraph", "fp32", 20, SizeRange(256, 1024))
+    text = json.dumps(replace(written, bias_slope=math.inf).to_json())
+    manifest = ExportManifest.from_json(json.loads(text))
     with pytest.raises(BasamError, match=r"bias_slope must be >= 0 and finite \(got inf\)"):
-        build_sam(manifest["model"], manifest["preset"], bias_slope=manifest["bias_slope"])
+        sam_from_export(manifest)

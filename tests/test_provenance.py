@@ -7,12 +7,15 @@ import pytest
 
 from basam_deploy import BasamError
 from basam_deploy.artifacts import sha256
+from basam_deploy.export.manifest import CheckpointRecord, ExportManifest, SizeRange
 from basam_deploy.export.provenance import checkpoint_from_manifest, describe_checkpoint
 from basam_deploy.weights import shipped_checkpoint
 
 
 def manifest_for(record, model="tiny", preset="basam"):
-    return {"model": model, "preset": preset, "checkpoint": record}
+    return ExportManifest(
+        model, preset, "subgraph", "fp32", 20, SizeRange(256, 1024), checkpoint=record
+    )
 
 
 def test_embedded_checkpoint_is_recorded_as_default_and_found_again(tmp_path):
@@ -22,7 +25,7 @@ def test_embedded_checkpoint_is_recorded_as_default_and_found_again(tmp_path):
     copy.parent.mkdir()
     shutil.copyfile(shipped, copy)
     record = describe_checkpoint(copy, "tiny", "basam")
-    assert record == {"file": shipped.name, "sha256": sha256(shipped), "source": "default"}
+    assert record == CheckpointRecord(shipped.name, sha256(shipped), "default")
     assert checkpoint_from_manifest(manifest_for(record)) == shipped
     assert checkpoint_from_manifest(manifest_for(record), copy) == copy
 
@@ -32,7 +35,7 @@ def test_other_checkpoints_need_their_path_and_their_sha256(tmp_path):
     mine.write_bytes(b"weights one")
     other.write_bytes(b"weights two")
     record = describe_checkpoint(mine, "tiny", "basam")
-    assert record == {"file": "mine.pth", "sha256": sha256(mine), "source": "file"}
+    assert record == CheckpointRecord("mine.pth", sha256(mine), "file")
     assert checkpoint_from_manifest(manifest_for(record), mine) == mine
     failures = [
         (None, r"made from checkpoint mine.pth \(sha256 [0-9a-f]{12}\.\.\.\): pass the path"),
@@ -53,7 +56,7 @@ def test_random_initialization_has_no_checkpoint(tmp_path):
 
 
 def test_default_record_without_shipped_weights_asks_for_the_path():
-    record = {"file": "tiny_basam.pth", "sha256": "0" * 64, "source": "default"}
+    record = CheckpointRecord("tiny_basam.pth", "0" * 64, "default")
     # basam-official ships no weights in this package.
     with pytest.raises(BasamError, match=r"does not ship for model 'tiny' and preset"):
         checkpoint_from_manifest(manifest_for(record, preset="basam-official"))

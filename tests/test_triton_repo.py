@@ -27,9 +27,10 @@ import pytest
 from basam_deploy.artifacts import sha256, write_json
 from basam_deploy.cli.trt import entry, main
 from basam_deploy.errors import BasamError
+from basam_deploy.export.manifest import ExportManifest
 from basam_deploy.tensorrt import triton_repo
 from basam_deploy.tensorrt.device import GpuInfo
-from basam_deploy.tensorrt.manifest import engine_manifest
+from basam_deploy.tensorrt.manifest import engine_manifest, read_engine_manifest
 from basam_deploy.tensorrt.plan import PLUGIN_MODULE, BuildOptions, make_plan
 from basam_deploy.tensorrt.triton_repo import (
     TritonRepoOptions,
@@ -66,8 +67,7 @@ def fake_engines(export: Path, folder: Path, preset="ladder", version=TRT_VERSIO
         )
         plan.output.write_bytes(f"SERIALIZED-{graph.upper()}".encode())
         manifest = engine_manifest(plan, plan.output, tensorrt_version=version, gpu=H100)
-        manifest.update(updates.get(graph, {}))
-        write_json(plan.manifest, manifest)
+        write_json(plan.manifest, {**manifest.to_json(), **updates.get(graph, {})})
     return folder
 
 
@@ -106,17 +106,26 @@ def onnx_io(path: Path, batching: bool):
 
 
 def manifest_io(engine: Path, batching: bool):
-    data = json.loads(Path(str(engine) + ".json").read_text())["io"]
+    manifest = read_engine_manifest(engine)
     types = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
 
     def rows(entries):
         out = []
         for name, t in entries.items():
-            dims = [d if isinstance(d, int) else -1 for d in t["shape"]]
-            out.append((name, types[t["dtype"]], dims[1:] if batching else dims))
+            dims = [d if isinstance(d, int) else -1 for d in t.shape]
+            out.append((name, types[t.dtype], dims[1:] if batching else dims))
         return out
 
-    return rows(data["inputs"]), rows(data["outputs"])
+    return rows(manifest.inputs), rows(manifest.outputs)
+
+
+def describe_edited_encoder(source: Path) -> None:
+    """The export manifest of ``source`` updated to its edited encoder.onnx (the new sha256)."""
+    manifest = ExportManifest.read(source)
+    digest = sha256(source / "encoder.onnx")
+    entry = dataclasses.replace(manifest.files["encoder.onnx"], sha256=digest)
+    files = {**manifest.files, "encoder.onnx": entry}
+    write_json(source / "manifest.json", dataclasses.replace(manifest, files=files).to_json())
 
 
 def files_under(repo: Path):
@@ -258,9 +267,7 @@ def test_onnx_with_external_data_becomes_a_model_folder(export, tmp_path):
         all_tensors_to_one_file=True,
         location="encoder.onnx.data",
     )
-    manifest = json.loads((source / "manifest.json").read_text())
-    manifest["files"]["encoder.onnx"]["sha256"] = sha256(source / "encoder.onnx")
-    write_json(source / "manifest.json", manifest)
+    describe_edited_encoder(source)
 
     repo = tmp_path / "repo"
     write_triton_repo(plan_triton_repo(source), repo)
@@ -295,9 +302,7 @@ def test_onnx_with_plugin_nodes_is_refused_for_onnxruntime(export, tmp_path):
         onnx.helper.make_node("BasamAttention", [first], [first + "_basam"], domain="basam")
     )
     onnx.save(model, str(source / "encoder.onnx"))
-    manifest = json.loads((source / "manifest.json").read_text())
-    manifest["files"]["encoder.onnx"]["sha256"] = sha256(source / "encoder.onnx")
-    write_json(source / "manifest.json", manifest)
+    describe_edited_encoder(source)
     with pytest.raises(
         BasamError, match="1 BA-SAM plugin node.* onnxruntime cannot run: build TensorRT"
     ):

@@ -28,6 +28,7 @@ import torch
 from basam_deploy.artifacts import sha256, staged_file
 from basam_deploy.cli.trt import entry, main
 from basam_deploy.errors import BasamError, BasamWarning
+from basam_deploy.export.manifest import ExportManifest, SizeRange
 from basam_deploy.export.precision import to_mixed_fp16
 from basam_deploy.kernels.ptx import DEFAULT_PTX_VERSION
 from basam_deploy.tensorrt import builder, runtime
@@ -41,6 +42,8 @@ from basam_deploy.tensorrt.builder import (
 from basam_deploy.tensorrt.device import GpuInfo, check_driver
 from basam_deploy.tensorrt.inspect import inspect_engine, summarize_layers
 from basam_deploy.tensorrt.manifest import (
+    EnginePrecision,
+    PluginKernel,
     check_engine_manifest,
     describe_manifest,
     manifest_profiles,
@@ -69,13 +72,14 @@ def fp32(tiny_export) -> Path:
 def variant(source: Path, folder: Path, transform, **manifest_updates) -> Path:
     """A copy of an export with every ONNX file transformed and the manifest updated to match."""
     shutil.copytree(source, folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = ExportManifest.read(folder)
+    files = dict(manifest.files)
     for name in ("encoder.onnx", "decoder.onnx"):
         model = transform(onnx.load(str(folder / name)), name)
         onnx.save(model, str(folder / name))
-        manifest["files"][name]["sha256"] = sha256(folder / name)
-    manifest.update(manifest_updates)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+        files[name] = dataclasses.replace(files[name], sha256=sha256(folder / name))
+    manifest = dataclasses.replace(manifest, files=files, **manifest_updates)
+    (folder / "manifest.json").write_text(json.dumps(manifest.to_json()))
     return folder
 
 
@@ -226,7 +230,7 @@ def test_profiles_are_checked_against_the_exported_range(fp32, tmp_path):
         fp32,
         tmp_path / "official",
         lambda m, _: m,
-        size_range={"min": 1024, "max": 4096, "multiple_of": 16},
+        size_range=SizeRange(1024, 4096, 16),
     )
     with pytest.raises(BasamError) as info:
         make_plan(folder / "encoder.onnx")  # the default ladder starts at 256
@@ -762,13 +766,13 @@ def test_builder_runs_polygraphys_chain_and_writes_engine_manifest_and_cache(
     assert engine.read_bytes() == b"SERIALIZED-ENGINE" and result.engine == engine
     manifest = read_engine_manifest(engine)
     assert manifest == result.manifest
-    assert manifest["engine"]["sha256"] == sha256(engine)
-    assert manifest["source"]["sha256"] == sha256(fp32 / "encoder.onnx")
-    assert manifest["source"]["onnx"] == "encoder.onnx"  # no local path
-    assert str(tmp_path) not in json.dumps(manifest["source"])
-    assert manifest["tensorrt"]["version"] == "10.13.0.35"
-    assert manifest["precision"] == {"onnx": "fp32", "route": STRONGLY_TYPED, "tf32": False}
-    assert manifest["plugins"] == [] and manifest["builder"]["workspace_bytes"] == 2 << 30
+    assert manifest.engine.sha256 == sha256(engine)
+    assert manifest.source.sha256 == sha256(fp32 / "encoder.onnx")
+    assert manifest.source.onnx == "encoder.onnx"  # no local path
+    assert str(tmp_path) not in repr(manifest.source)
+    assert manifest.tensorrt_version == "10.13.0.35"
+    assert manifest.precision == EnginePrecision("fp32", STRONGLY_TYPED, tf32=False)
+    assert manifest.plugins == () and manifest.builder["workspace_bytes"] == 2 << 30
     assert manifest_profiles(manifest) == [p.ranges() for p in plan.profiles]
     assert sorted(p.name for p in engine.parent.iterdir()) == ["enc.engine", "enc.engine.json"]
     # nothing staged is left; Polygraphy locks the cache while reading it and keeps its lock file
@@ -888,11 +892,12 @@ def test_plugin_build_checks_the_driver_first_and_records_the_kernels_ptx(
     result = build_engine(plan, emit=lambda s: None, trt=trt)
     assert events == ["registered", ("ptx", None)]  # the default, set before parsing
     assert trt.calls.index("init_plugins") < trt.calls.index("build")
-    (entry,) = result.manifest["plugins"]
-    assert entry["module"] == "basam_test_plugin" and entry["ops"] == [["BasamAttention", 1]]
+    (entry,) = result.manifest.plugins
+    assert entry.module == "basam_test_plugin" and entry.ops == (("BasamAttention", 1),)
     # only this build's kernels (not the one compiled before), each distinct pair once
-    assert entry["kernels"] == [{"ptx_version": "8.0", "ptx_target": "sm_90a"}]
-    assert entry["minimum_driver"] == "12.0"
+    assert entry.kernels == (PluginKernel("8.0", "sm_90a"),)
+    assert entry.minimum_driver == "12.0"
+    assert read_engine_manifest(tmp_path / "p.engine") == result.manifest  # as written
     text = describe_manifest(read_engine_manifest(tmp_path / "p.engine"), tmp_path / "p.engine")
     assert "kernel PTX 8.0 sm_90a; needs a CUDA driver >= 12.0)" in text
     # the runner refuses the engine on a driver too old for its PTX, before TensorRT loads it
@@ -920,9 +925,9 @@ def test_the_real_plugin_module_without_tensorrt_is_one_line(plugin, tmp_path, p
 def built(fp32, tmp_path, polygraphy_on):
     plan = make_plan(fp32 / "encoder.onnx", BuildOptions(output=tmp_path / "enc.engine"))
     build_engine(plan, emit=lambda s: None, trt=polygraphy_on(RecordingTensorRT(inputs=("image",))))
-    manifest = json.loads((tmp_path / "enc.engine.json").read_text())
-    manifest["gpu"] = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
-    (tmp_path / "enc.engine.json").write_text(json.dumps(manifest))
+    manifest = read_engine_manifest(tmp_path / "enc.engine")
+    manifest = dataclasses.replace(manifest, gpu=GpuInfo("NVIDIA H100 80GB HBM3", "9.0"))
+    (tmp_path / "enc.engine.json").write_text(json.dumps(manifest.to_json()))
     return tmp_path / "enc.engine"
 
 
@@ -1175,9 +1180,9 @@ def test_runner_errors_are_one_line(stand_in_runtime, built):
     with pytest.raises(BasamError, match="missing input"):
         runner.infer({})
     runner.deactivate()
-    manifest = json.loads(Path(str(built) + ".json").read_text())
-    manifest["profiles"] = manifest["profiles"][:2]
-    Path(str(built) + ".json").write_text(json.dumps(manifest))
+    manifest = read_engine_manifest(built)
+    manifest = dataclasses.replace(manifest, profiles=manifest.profiles[:2])
+    Path(str(built) + ".json").write_text(json.dumps(manifest.to_json()))
     with pytest.raises(BasamError, match="the profiles in enc.engine differ from its manifest's"):
         runner.activate()
     assert log[-1] == "deactivate"  # Polygraphy's runner is not left active

@@ -3,6 +3,7 @@
 Skipped where TensorRT or a CUDA device is missing (TensorRT cannot be installed on this project's
 own machines); run on a GPU machine with ``pip install -e '.[trt]'`` (see docs/tensorrt.md)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -102,13 +103,14 @@ def test_runner_refuses_an_engine_from_another_tensorrt(engines, tmp_path):
     import shutil
 
     from basam_deploy.errors import BasamError
+    from basam_deploy.tensorrt.manifest import read_engine_manifest
     from basam_deploy.tensorrt.runtime import TensorRTRunner
 
     engine = tmp_path / "e.engine"
     shutil.copy(engines["fp32"] / "encoder.engine", engine)
-    manifest = json.loads((engines["fp32"] / "encoder.engine.json").read_text())
-    manifest["tensorrt"]["version"] = "9.0.0"
-    (tmp_path / "e.engine.json").write_text(json.dumps(manifest))
+    manifest = read_engine_manifest(engines["fp32"] / "encoder.engine")
+    manifest = dataclasses.replace(manifest, tensorrt_version="9.0.0")
+    (tmp_path / "e.engine.json").write_text(json.dumps(manifest.to_json()))
     with pytest.raises(BasamError, match="built with TensorRT 9.0.0"):
         TensorRTRunner(engine).activate()
 
@@ -161,13 +163,13 @@ def test_plugin_engine_records_its_kernels_ptx_and_matches_onnxruntime(engines, 
     plan = make_plan(folder / "encoder.onnx", BuildOptions(profiles=PROFILES, ptx_version="8.0"))
     assert plan.plugin.required
     result = build_engine(plan, emit=lambda s: None)
-    (plugin,) = result.manifest["plugins"]
+    (plugin,) = result.manifest.plugins
     # 8.0 raised to this GPU's own minimum (8.0 on sm_80 and sm_90a, 8.6 on sm_100a)
     expected = plugin_ptx_version(plan.plugin, current_gpu())
-    assert plugin["kernels"] and all(k["ptx_version"] == expected for k in plugin["kernels"])
-    assert all(k["ptx_target"].startswith("sm_") for k in plugin["kernels"])
+    assert plugin.kernels and all(k.ptx_version == expected for k in plugin.kernels)
+    assert all(k.ptx_target.startswith("sm_") for k in plugin.kernels)
     minimum = minimum_driver_for_ptx(expected)
-    assert plugin["minimum_driver"] == ".".join(map(str, minimum))
+    assert plugin.minimum_driver == ".".join(map(str, minimum))
     assert cuda_driver_version() >= minimum
     reports = check_engines(
         folder, folder / "encoder.engine", sam=engines["sam"], progress=lambda s: None

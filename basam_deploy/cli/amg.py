@@ -12,6 +12,7 @@ import inspect
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -215,8 +216,8 @@ def describe_backend(args: argparse.Namespace) -> Dict[str, Any]:
     """What made the masks, for the JSON's ``info``: the model, preset and checkpoint (name and
     sha256, never a local path) of a torch backend, the export's or engines' manifest records
     otherwise."""
-    from ..artifacts import read_manifest
     from ..build import build_sam
+    from ..export.manifest import ExportManifest
     from ..export.provenance import describe_checkpoint
     from ..weights import resolve_checkpoint
 
@@ -239,11 +240,22 @@ def describe_backend(args: argparse.Namespace) -> Dict[str, Any]:
     if args.backend == "tensorrt":
         from ..tensorrt.manifest import read_engine_manifest
 
-        manifest = read_engine_manifest(args.engines / "encoder.engine")
-        return {"name": "tensorrt", "engine": manifest["engine"], "source": manifest["source"]}
-    manifest = read_manifest(args.onnx)
-    keys = ("model", "preset", "checkpoint", "precision", "bias", "size_range")
-    return {"name": args.backend, "export": {k: manifest.get(k) for k in keys}}
+        engine = read_engine_manifest(args.engines / "encoder.engine")
+        return {
+            "name": "tensorrt",
+            "engine": asdict(engine.engine),
+            "source": asdict(engine.source),
+        }
+    manifest = ExportManifest.read(args.onnx)
+    export = {
+        "model": manifest.model,
+        "preset": manifest.preset,
+        "checkpoint": _json(manifest.checkpoint),
+        "precision": manifest.precision,
+        "bias": manifest.bias,
+        "size_range": manifest.size_range.to_json(),
+    }
+    return {"name": args.backend, "export": export}
 
 
 def _json(record: Any) -> Any:

@@ -97,12 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--iterations", type=int, default=50)
     bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write rows")
 
+    from ..tensorrt.triton_repo import DECODER_MODEL, ENCODER_MODEL, ENSEMBLE_MODEL
+
     triton = commands.add_parser(
         "triton-repo",
         help="a Triton Inference Server model repository from engines or an ONNX export",
         description=(
-            "Write a Triton model repository (basam_encoder, basam_decoder and the ensemble "
-            "basam_sam) from an engine folder (basam-trt build) or an export folder (basam-export)."
+            f"Write a Triton model repository ({ENCODER_MODEL}, {DECODER_MODEL} and the ensemble "
+            f"{ENSEMBLE_MODEL}) from an engine folder (basam-trt build) or an export folder "
+            "(basam-export)."
         ),
     )
     triton.add_argument("source", type=Path, metavar="ENGINE_OR_ONNX_DIR")
@@ -204,7 +207,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from ..tensorrt.manifest import read_engine_manifest
 
     if args.json:
-        print(json.dumps(read_engine_manifest(args.engine), indent=2))
+        print(json.dumps(read_engine_manifest(args.engine).to_json(), indent=2))
     else:
         print(inspect_engine(args.engine))
     return 0

@@ -8,33 +8,36 @@ profile's min, opt and max (batch, H, W), through the one loop (``parity.compare
 """
 
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from ..export.parity_check import onnxruntime_side, torch_side
 from ..parity import Case, ParityReport, Side, compare_sides
 from ..runners.providers import DEFAULT_PROVIDERS
-from ..tensorrt.manifest import read_engine_manifest
+from ..tensorrt.manifest import EnginePrecision, read_engine_manifest
+from ..tensorrt.plan import STRONGLY_TYPED
+from ..tensorrt.profiles import ResolutionProfile
 from ..tensorrt.runtime import TensorRTRunner
 
 
-def _profile_corners(manifest: Mapping[str, object]) -> List[List[Case]]:
+def _profile_corners(profiles: Sequence[ResolutionProfile]) -> List[List[Case]]:
     """Per profile, its min, opt and max as Cases (without repeats inside a profile)."""
-    profiles = []
-    for profile in manifest["profiles"]:  # type: ignore[union-attr]
+    per_profile = []
+    for profile in profiles:
         corners: List[Case] = []
-        for key in ("min", "opt", "max"):
-            case = Case(*(int(v) for v in profile["resolution"][key]))
+        for shape in (profile.min, profile.opt, profile.max):
+            case = Case(*shape)
             if case not in corners:
                 corners.append(case)
-        profiles.append(corners)
-    return profiles
+        per_profile.append(corners)
+    return per_profile
 
 
-def profile_cases(manifest: Mapping[str, object], interleave: bool = False) -> List[Case]:
-    """Every profile's min, opt and max, without repeats: in profile order, or with
+def profile_cases(profiles: Sequence[ResolutionProfile], interleave: bool = False) -> List[Case]:
+    """Every resolution profile's min, opt and max (an engine's: ``EngineProfile.resolution``),
+    without repeats: in profile order, or with
     ``interleave`` taking one corner of each profile in turn (p0 min, p1 min, p0 opt, ...), so
     that one execution context switches profiles at every step."""
-    corners = _profile_corners(manifest)
+    corners = _profile_corners(profiles)
     if interleave:
         rounds = max(len(c) for c in corners)
         ordered = [c[i] for i in range(rounds) for c in corners if i < len(c)]
@@ -47,23 +50,21 @@ def profile_cases(manifest: Mapping[str, object], interleave: bool = False) -> L
     return cases
 
 
-def engine_precision(manifest: Mapping[str, object]) -> str:
+def engine_precision(precision: EnginePrecision) -> str:
     """``fp32`` for an FP32 graph built strongly typed; ``fp16`` for either FP16 route."""
-    precision = manifest["precision"]  # type: ignore[index]
-    fp32 = precision["onnx"] == "fp32" and precision["route"] == "strongly-typed"
+    fp32 = precision.onnx == "fp32" and precision.route == STRONGLY_TYPED
     return "fp32" if fp32 else "fp16"
 
 
 def engine_side(encoder_engine: Path, decoder_engine: Optional[Path] = None) -> Side:
     """The engines as a Side; its label names the precision route from the encoder's manifest."""
-    manifest = read_engine_manifest(encoder_engine)
-    precision = manifest["precision"]  # type: ignore[index]
-    label = f"tensorrt ({precision['onnx']}, {precision['route']})"
+    precision = read_engine_manifest(encoder_engine).precision
+    label = f"tensorrt ({precision.onnx}, {precision.route})"
     return Side(
         label,
         TensorRTRunner(encoder_engine),
         TensorRTRunner(decoder_engine) if decoder_engine else None,
-        engine_precision(manifest),
+        engine_precision(precision),
     )
 
 
@@ -89,8 +90,9 @@ def check_engines(
     """
     manifest = read_engine_manifest(encoder_engine)
     engines = engine_side(encoder_engine, decoder_engine)
-    cases = list(cases or profile_cases(manifest, interleave=True))
-    export_precision = str(manifest["precision"]["onnx"])  # type: ignore[index]
+    resolutions = [p.resolution for p in manifest.profiles]
+    cases = list(cases or profile_cases(resolutions, interleave=True))
+    export_precision = manifest.precision.onnx
     references = {}
     if sam is not None:
         references["pytorch"] = torch_side(sam, torch_device)

@@ -7,8 +7,9 @@ export folder was made from, its checkpoint proven by sha256.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
+from ..export.manifest import ExportManifest
 from ..export.provenance import checkpoint_from_manifest
 
 
@@ -26,14 +27,14 @@ class ModelSpec:
         return f"{self.model}/{self.preset}"
 
 
-def spec_from_manifest(manifest: Mapping[str, object]) -> ModelSpec:
+def spec_from_manifest(manifest: ExportManifest) -> ModelSpec:
     """The model of an export manifest (``basam-export``'s ``manifest.json``)."""
     return ModelSpec(
-        model=str(manifest["model"]),
-        preset=str(manifest["preset"]),
-        bias_slope=manifest.get("bias_slope"),  # type: ignore[arg-type]
-        bias_metric=manifest.get("bias_metric"),  # type: ignore[arg-type]
-        bias_in_windows=bool(manifest.get("bias_in_windows", False)),
+        model=manifest.model,
+        preset=manifest.preset,
+        bias_slope=manifest.bias_slope,
+        bias_metric=manifest.bias_metric,
+        bias_in_windows=bool(manifest.bias_in_windows),
     )
 
 
@@ -54,7 +55,7 @@ def build_model(spec: ModelSpec, checkpoint: Optional[Path]):
     )
 
 
-def sam_from_export(manifest: Mapping[str, object], checkpoint: Optional[Path] = None):
+def sam_from_export(manifest: ExportManifest, checkpoint: Optional[Path] = None):
     """The PyTorch model an export was made from: its model and preset, and its checkpoint
     (``export.provenance.checkpoint_from_manifest``: the embedded weights by themselves, any other
     file given as ``checkpoint``, checked by sha256; none: the seed-0 initialization)."""

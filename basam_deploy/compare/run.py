@@ -5,7 +5,6 @@ from typing import Callable, Optional, Sequence, Tuple
 from ..errors import BasamError
 from ..parity import Case, ParityReport, compare_sides
 from ..runners.providers import DEFAULT_PROVIDERS, resolve_providers
-from ..tensorrt.profiles import SizeRange
 from .sources import Source, model_spec, open_side, parse_source
 
 PATCH = 16
@@ -20,7 +19,7 @@ def _check_sizes(sizes: Sequence[Tuple[int, int]], sources: Sequence[Source]) ->
         manifest = source.export_manifest()
         if manifest is None:
             continue
-        allowed = SizeRange.from_manifest(manifest)
+        allowed = manifest.size_range
         for height, width in sizes:
             if not allowed.min <= min(height, width) <= max(height, width) <= allowed.max:
                 raise BasamError(

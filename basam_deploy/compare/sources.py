@@ -12,10 +12,10 @@ ambiguous: it is refused, naming the file to give instead.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
-from ..artifacts import MANIFEST, read_manifest
 from ..errors import BasamError
+from ..export.manifest import ExportManifest, find_export_manifest
 from ..export.onnx_export import ENCODER_FILE
 from ..export.parity_check import onnxruntime_side, torch_side
 from ..parity import Side
@@ -39,16 +39,14 @@ class Source:
     kind: str
     path: Optional[Path]
 
-    def export_manifest(self) -> Optional[Mapping[str, object]]:
+    def export_manifest(self) -> Optional[ExportManifest]:
         """The export manifest this source comes with (an export folder's, or the one beside an
-        engine), for the model of a PyTorch side; None for a checkpoint."""
+        engine), for the model of a PyTorch side; None for a checkpoint, or a folder without
+        basam-export's manifest."""
         if self.kind == "pytorch" or self.path is None:
             return None
         folder = self.path if self.path.is_dir() else self.path.parent
-        if not (folder / MANIFEST).is_file():
-            return None
-        manifest = read_manifest(folder)
-        return manifest if manifest.get("tool") == "basam-export" else None
+        return find_export_manifest(folder)
 
 
 def _folder_kind(folder: Path, text: str) -> Source:
@@ -87,7 +85,7 @@ def parse_source(text: str) -> Source:
             raise BasamError(f"{text}: give the export's {ENCODER_FILE} or its folder")
         return Source(text, "onnx", path.parent)
     if path.suffix == ENGINE_SUFFIX or engine_manifest_path(path).is_file():
-        graph = read_engine_manifest(path)["source"]["graph"]  # type: ignore[index]
+        graph = read_engine_manifest(path).source.graph
         if graph != "encoder":
             raise BasamError(f"{text} is a {graph} engine: give the encoder engine")
         return Source(text, "engine", path)
@@ -131,7 +129,7 @@ def open_side(
         return side
     assert source.path is not None
     if source.kind == "onnx":
-        precision = str(read_manifest(source.path).get("precision", "fp32"))
+        precision = ExportManifest.read(source.path).precision
         return onnxruntime_side(source.path, precision, providers)
     decoder = source.path.with_name(DECODER_ENGINE)
     return engine_side(source.path, decoder if decoder.is_file() else None)

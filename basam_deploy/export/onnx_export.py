@@ -36,16 +36,17 @@ from ..artifacts import (
 )
 from ..errors import BasamError
 from ..modeling import BasamSam
+from ..onnx_types import value_types
 from ..parity import ParityReport
 from ..pipeline.transform import DEFAULT_MAX_SIZE
 from . import fused_op, parity_check
 from .graphs import DecoderGraph, EncoderGraph
+from .manifest import TOOL, ExportFile, ExportManifest, ParityRecord, SizeRange
 from .op_check import BASAM_PLUGIN_OPS, check_tensorrt_ops
 from .precision import check_precision_policy, precision_summary, to_mixed_fp16
 from .provenance import describe_checkpoint
 from .tidy import tidy
 
-TOOL = "basam-export"
 # Opset 20: LayerNormalization (17) and Gelu (20) as single nodes, inside what TensorRT's ONNX parser
 # documents for both 10.x and 11.x (see tensorrt_ops.json); 18 is the exporter's lowest.
 DEFAULT_OPSET = 20
@@ -141,7 +142,7 @@ def parity_sizes(min_size: int, max_size: int) -> List[Tuple[int, int]]:
 @dataclass
 class ExportResult:
     folder: Path
-    manifest: Dict[str, object]
+    manifest: ExportManifest
     parity: Optional[ParityReport] = None
     timings: Dict[str, float] = field(default_factory=dict)
 
@@ -274,37 +275,31 @@ def _decoder_proto(sam: BasamSam, options: ExportOptions) -> onnx.ModelProto:
     )
 
 
-def _describe(
-    sam: BasamSam, options: ExportOptions, checkpoint: Optional[Path]
-) -> Dict[str, object]:
-    described = sam.describe()
-    return {
-        "tool": TOOL,
-        "basam_deploy": __version__,
-        **described,
+def _describe(sam: BasamSam, options: ExportOptions, checkpoint: Optional[Path]) -> ExportManifest:
+    """The manifest of this export before its files are written (no files, no parity yet)."""
+    described = sam.describe()  # model, preset and the preset's parameters (n0, bias_*)
+    return ExportManifest(
+        **described,  # type: ignore[arg-type]
         # File name and sha256, never a local path (provenance.py).
-        "checkpoint": describe_checkpoint(
+        checkpoint=describe_checkpoint(
             checkpoint, str(described["model"]), str(described["preset"])
         ),
-        "bias": options.bias,
-        # The fused op of --bias plugin (docs/fused_attention.md), in the global blocks.
-        "attention_op": None
+        bias=options.bias,
+        # The fused op of bias "plugin" (docs/fused_attention.md), in the global blocks.
+        attention_op=None
         if options.bias != "plugin"
         else {
             **fused_op_contract.describe(),
             "blocks": [i for i, b in enumerate(sam.image_encoder.blocks) if b.window_size == 0],
         },
-        "precision": options.precision,
-        "opset": options.opset,
-        "size_range": {
-            "min": options.min_size,
-            "max": options.max_size,
-            "multiple_of": sam.patch_size,
-        },
-        "versions": package_versions(
+        precision=options.precision,
+        opset=options.opset,
+        size_range=SizeRange(options.min_size, options.max_size, sam.patch_size),
+        versions=package_versions(
             ["torch", "onnx", "onnxscript", "onnxruntime", "onnx-graphsurgeon", "segment-anything"]
         ),
-    }
+        basam_deploy=__version__,
+    )
 
 
 def _set_metadata(model: onnx.ModelProto, info: Dict[str, object]) -> None:
@@ -322,37 +317,32 @@ def _set_metadata(model: onnx.ModelProto, info: Dict[str, object]) -> None:
 
 
 def _io_signature(model: onnx.ModelProto) -> Dict[str, Dict[str, object]]:
-    def describe(values):
-        out = {}
-        for v in values:
-            t = v.type.tensor_type
-            dims = [d.dim_param or d.dim_value for d in t.shape.dim]
-            out[v.name] = {
-                "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
-                "shape": dims,
-            }
-        return out
+    def describe(values):  # unknown dims read 0
+        return {
+            value.name: {"dtype": value.dtype, "shape": list(value.dims_or(0))}
+            for value in value_types(values)
+        }
 
     return {"inputs": describe(model.graph.input), "outputs": describe(model.graph.output)}
 
 
-def save_checked(model: onnx.ModelProto, path: Path) -> Dict[str, object]:
+def save_checked(model: onnx.ModelProto, path: Path) -> ExportFile:
     """Check ``model`` fully and save it; weights go to ``<file>.data`` beside it when the model is
     too large for one protobuf (2 GiB: ViT-H in FP32). Returns sha256 and sizes of what was written."""
     if model.ByteSize() <= LARGE_MODEL_BYTES:
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, path)
-        return {"sha256": sha256(path), "bytes": path.stat().st_size}
+        return ExportFile(sha256(path), path.stat().st_size)
     data = path.with_name(path.name + ".data")
     onnx.save(
         model, path, save_as_external_data=True, all_tensors_to_one_file=True, location=data.name
     )
     onnx.checker.check_model(str(path), full_check=True)
-    return {
-        "sha256": sha256(path),
-        "bytes": path.stat().st_size,
-        "external_data": {"file": data.name, "sha256": sha256(data), "bytes": data.stat().st_size},
-    }
+    return ExportFile(
+        sha256(path),
+        path.stat().st_size,
+        external_data={"file": data.name, "sha256": sha256(data), "bytes": data.stat().st_size},
+    )
 
 
 def export_onnx(
@@ -375,7 +365,7 @@ def export_onnx(
     options = options.resolve(sam)
     check_output_folder(output, TOOL, writes=OUTPUT_NAMES)  # before minutes of tracing
     sam = sam.eval()
-    info = _describe(sam, options, checkpoint)
+    manifest = _describe(sam, options, checkpoint)
     timings: Dict[str, float] = {}
     steps = 4 + int(options.precision == "fp16") + int(options.check)
     step = iter(range(1, steps + 1))
@@ -420,16 +410,18 @@ def export_onnx(
         def write():
             files = {}
             for name, model in protos.items():
-                _set_metadata(model, info)
-                entry = {**save_checked(model, staging / name), **_io_signature(model)}
-                if options.precision == "fp16":
-                    entry["precision"] = precision_summary(model)
-                if options.bias == "plugin":
-                    entry["attention_op_nodes"] = len(fused_op.fused_nodes(model))
-                files[name] = entry
-            manifest = {**info, "files": files, "parity": None}
-            write_json(staging / MANIFEST, manifest)
-            return manifest
+                _set_metadata(model, manifest.description())
+                files[name] = replace(
+                    save_checked(model, staging / name),
+                    **_io_signature(model),
+                    precision=precision_summary(model) if options.precision == "fp16" else None,
+                    attention_op_nodes=len(fused_op.fused_nodes(model))
+                    if options.bias == "plugin"
+                    else None,
+                )
+            written = replace(manifest, files=files)
+            write_json(staging / MANIFEST, written.to_json())
+            return written
 
         manifest = stage(f"writing {ENCODER_FILE}, {DECODER_FILE} and {MANIFEST}", write)
         if options.check:
@@ -438,6 +430,6 @@ def export_onnx(
                 lambda: parity_check.check_export(sam, staging, options, progress),
             )
             report.write_json(staging / PARITY_FILE)
-            manifest["parity"] = {"passed": report.passed, "file": PARITY_FILE}
-            write_json(staging / MANIFEST, manifest)
+            manifest = replace(manifest, parity=ParityRecord(report.passed, PARITY_FILE))
+            write_json(staging / MANIFEST, manifest.to_json())
     return ExportResult(folder=output, manifest=manifest, parity=report, timings=timings)

@@ -2,8 +2,8 @@
 
 An export's manifest and its ONNX ``metadata_props`` name the checkpoint by file name and sha256
 only, so that the same weights exported from any clone, folder or machine give byte-identical
-files, and no local path leaks into files that are shipped. The record (``manifest["checkpoint"]``,
-None for a random initialization)::
+files, and no local path leaks into files that are shipped. The record (``ExportManifest.checkpoint``,
+a ``CheckpointRecord``; None for a random initialization), in JSON::
 
     {"file": "tiny_basam.pth", "sha256": "<hex>", "source": "default" | "file"}
 
@@ -13,18 +13,19 @@ other file the caller gives the path, and its sha256 is checked against the reco
 """
 
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Union
+from typing import Optional, Union
 
 from ..artifacts import sha256
 from ..errors import BasamError
 from ..weights import shipped_checkpoint
+from .manifest import CheckpointRecord, ExportManifest
 
 DEFAULT_SOURCE, FILE_SOURCE = "default", "file"
 
 
 def describe_checkpoint(
     checkpoint: Optional[Path], model: str, preset: str
-) -> Optional[Dict[str, str]]:
+) -> Optional[CheckpointRecord]:
     """The manifest's ``checkpoint`` record for ``checkpoint`` (None: random initialization)."""
     if checkpoint is None:
         return None
@@ -32,15 +33,11 @@ def describe_checkpoint(
     digest = sha256(checkpoint)
     shipped = shipped_checkpoint(model, preset)
     embedded = shipped is not None and sha256(shipped) == digest
-    return {
-        "file": checkpoint.name,
-        "sha256": digest,
-        "source": DEFAULT_SOURCE if embedded else FILE_SOURCE,
-    }
+    return CheckpointRecord(checkpoint.name, digest, DEFAULT_SOURCE if embedded else FILE_SOURCE)
 
 
 def checkpoint_from_manifest(
-    manifest: Mapping[str, object], checkpoint: Optional[Union[str, Path]] = None
+    manifest: ExportManifest, checkpoint: Optional[Union[str, Path]] = None
 ) -> Optional[Path]:
     """The checkpoint file to rebuild the PyTorch model an export was made from, checked.
 
@@ -51,7 +48,7 @@ def checkpoint_from_manifest(
     Raises a one-line BasamError when the file is needed and not given, is missing, or its sha256
     is not the recorded one.
     """
-    record = manifest.get("checkpoint")
+    record = manifest.checkpoint
     if record is None:
         if checkpoint is not None:
             raise BasamError(
@@ -59,18 +56,18 @@ def checkpoint_from_manifest(
                 f"checkpoint {checkpoint} does not belong to it: pass none"
             )
         return None
-    name, digest = record["file"], record["sha256"]  # type: ignore[index]
+    name, digest = record.file, record.sha256
     if checkpoint is None:
-        if record.get("source") != DEFAULT_SOURCE:  # type: ignore[union-attr]
+        if record.source != DEFAULT_SOURCE:
             raise BasamError(
                 f"this export was made from checkpoint {name} (sha256 {digest[:12]}...): "
                 f"pass the path of that file"
             )
-        path = shipped_checkpoint(str(manifest["model"]), str(manifest["preset"]))
+        path = shipped_checkpoint(manifest.model, manifest.preset)
         if path is None:
             raise BasamError(
                 f"this export was made from the embedded checkpoint {name}, which this install "
-                f"does not ship for model {manifest['model']!r} and preset {manifest['preset']!r}: "
+                f"does not ship for model {manifest.model!r} and preset {manifest.preset!r}: "
                 f"pass the path of that file"
             )
     else:

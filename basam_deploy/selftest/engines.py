@@ -7,9 +7,9 @@ is unverified until a user runs ``basam-trt selftest`` on one.
 from pathlib import Path
 from typing import Callable, Dict, List
 
-from ..artifacts import read_manifest
 from ..compare import check_engines
 from ..compare.model import sam_from_export
+from ..export.manifest import ExportManifest
 from ..parity import Case, ParityReport
 from ..tensorrt.builder import build_engine
 from ..tensorrt.manifest import manifest_profiles, read_engine_manifest
@@ -53,7 +53,7 @@ def engine_parity(
         folder,
         folder / "encoder.engine",
         folder / "decoder.engine",
-        sam=sam_from_export(read_manifest(folder)),
+        sam=sam_from_export(ExportManifest.read(folder)),
         cases=cases,
         progress=progress,
     )

@@ -9,9 +9,9 @@ shapes and batch 2 at the max. The sizes are small (256-384 px) to keep the CPU 
 from pathlib import Path
 from typing import Callable, Dict, List
 
-from ..artifacts import read_manifest
 from ..compare import profile_cases
 from ..compare.model import sam_from_export
+from ..export.manifest import ExportManifest
 from ..export.onnx_export import ExportOptions, export_onnx
 from ..export.parity_check import onnxruntime_side, torch_side
 from ..parity import Case, ParityReport, compare_sides
@@ -32,9 +32,7 @@ PARTS = ("encoder", "decoder")
 
 def ladder_cases() -> List[Case]:
     """Every corner of LADDER, one profile's then the other's in turn."""
-    profiles = [ResolutionProfile.parse(p) for p in LADDER]
-    manifest = {"profiles": [{"resolution": p.to_json()} for p in profiles]}
-    return profile_cases(manifest, interleave=True)
+    return profile_cases([ResolutionProfile.parse(p) for p in LADDER], interleave=True)
 
 
 def export_graph(name: str, folder: Path) -> Path:
@@ -53,9 +51,9 @@ def export_graph(name: str, folder: Path) -> Path:
 
 def onnxruntime_parity(folder: Path, progress: Callable[[str], None]) -> ParityReport:
     """The export in onnxruntime against the PyTorch model it came from, at the ladder's corners."""
-    manifest = read_manifest(folder)
+    manifest = ExportManifest.read(folder)
     reference = torch_side(sam_from_export(manifest))
-    candidate = onnxruntime_side(folder, str(manifest["precision"]))
+    candidate = onnxruntime_side(folder, manifest.precision)
     (report,) = compare_sides(reference, [candidate], ladder_cases(), progress=progress)
     return report
 

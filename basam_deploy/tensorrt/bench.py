@@ -80,9 +80,9 @@ def bench_engine(
     runner = TensorRTRunner(engine)
     runner.activate()
     generator = torch.Generator(device="cuda").manual_seed(seed)
-    io = runner.manifest["io"]["inputs"]  # type: ignore[index]
-    kind = runner.manifest["source"]["graph"]  # type: ignore[index]
-    signature = {name: t["shape"] for name, t in io.items()}
+    assert runner.manifest is not None  # activate() read it
+    kind = runner.manifest.source.graph
+    signature = {name: t.shape for name, t in runner.manifest.inputs.items()}
     rows = []
     try:
         for height, width in sizes:

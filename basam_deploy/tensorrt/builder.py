@@ -45,13 +45,13 @@ import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, List, Optional, Tuple
 
 from ..artifacts import staged_file, write_json
 from ..errors import BasamError
 from ..kernels.ptx import DEFAULT_PTX_VERSION, minimum_driver_for_ptx, ptx_version_for
 from .device import GpuInfo, check_driver, cuda_driver_version, current_gpu
-from .manifest import engine_manifest
+from .manifest import EngineManifest, PluginKernel, engine_manifest
 from .plan import WEAKLY_TYPED_FP16, BuildPlan, PluginPlan
 from .progress import ProgressPrinter, make_progress_monitor
 from .trt_import import (
@@ -68,7 +68,7 @@ from .trt_import import (
 class BuildResult:
     engine: Path
     manifest_path: Path
-    manifest: Dict[str, object]
+    manifest: EngineManifest
     seconds: float
 
 
@@ -271,7 +271,7 @@ def build_engine(
                 plugin_kernels=_kernels(loaders.network),
             )
             with staged_file(plan.manifest) as manifest_staging:
-                write_json(manifest_staging, manifest)
+                write_json(manifest_staging, manifest.to_json())
     emit(f"wrote {plan.output} and {plan.manifest.name} in {seconds:.0f} s")
     return BuildResult(plan.output, plan.manifest, manifest, seconds)
 
@@ -297,11 +297,11 @@ def _build(
         SaveBytes(build, path=str(engine))()
 
 
-def _kernels(network: Any) -> List[Dict[str, object]]:
+def _kernels(network: Any) -> List[PluginKernel]:
     """(ptx_version, ptx_target) of each plugin kernel this build compiled, for the manifest."""
     if not isinstance(network, ImportPluginModule):
         return []
-    return [{"ptx_version": k.ptx_version, "ptx_target": k.ptx_target} for k in network.kernels()]
+    return [PluginKernel(k.ptx_version, k.ptx_target) for k in network.kernels()]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,21 +20,21 @@ Precision routes:
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import onnx
 
 from .. import fused_op_contract
-from ..artifacts import verify_listed_file
 from ..errors import BasamError
+from ..export.manifest import ExportManifest, SizeRange, read_export
 from ..kernels.ptx import DEFAULT_PTX_VERSION, minimum_driver_for_ptx
+from ..onnx_types import value_types
 from .profiles import (
     DECODER,
     PRESET_DIR,
     PromptRange,
     ResolutionProfile,
     ShapeRange,
-    SizeRange,
     graph_kind,
     input_ranges,
     load_preset,
@@ -232,15 +232,6 @@ class BuildPlan:
         lines += [f"  note       {note}" for note in self.notes]
         return "\n".join(lines)
 
-    def profiles_json(self) -> List[Dict[str, object]]:
-        return [
-            {
-                "resolution": p.resolution.to_json(),
-                "inputs": {name: r.to_json() for name, r in p.inputs},
-            }
-            for p in self.profiles
-        ]
-
 
 # Reading the export -----------------------------------------------------------------------------
 
@@ -252,26 +243,11 @@ def engine_manifest_path(engine: Path) -> Path:
 
 
 def _tensor_infos(values: Sequence[onnx.ValueInfoProto], skip=()) -> Tuple[TensorInfo, ...]:
-    out = []
-    for v in values:
-        if v.name in skip:
-            continue
-        t = v.type.tensor_type
-        dims = tuple(d.dim_param or d.dim_value for d in t.shape.dim)
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "?"
-        out.append(TensorInfo(v.name, dtype, dims))
-    return tuple(out)
-
-
-def read_export(onnx_path: Path) -> Tuple[onnx.ModelProto, Dict[str, object], str]:
-    """One file of a basam-export folder, checked against its manifest: (graph without external
-    weights, the folder's manifest, the file's sha256), or a one-line BasamError."""
-    manifest, digest = verify_listed_file(onnx_path)  # manifest, sha256 (artifacts.py)
-    try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise BasamError(f"{onnx_path} is not a readable ONNX file ({exc}): export again") from None
-    return model, manifest, digest
+    """Unknown dims read 0, an undeclared type "?"."""
+    return tuple(
+        TensorInfo(value.name, value.dtype or "?", value.dims_or(0))
+        for value in value_types(values, skip)
+    )
 
 
 # Decisions --------------------------------------------------------------------------------------
@@ -310,8 +286,8 @@ def _profiles(options: BuildOptions, sizes: SizeRange) -> Tuple[Tuple[Resolution
     return tuple(profiles), " + ".join(sources)
 
 
-def _precision(options: BuildOptions, manifest: Mapping[str, object], name: str) -> PrecisionPlan:
-    precision = manifest.get("precision")
+def _precision(options: BuildOptions, manifest: ExportManifest, name: str) -> PrecisionPlan:
+    precision = manifest.precision
     if precision not in PRECISIONS:
         raise BasamError(
             f"the manifest of {name} gives precision {precision!r}, not fp32 or fp16: export again"
@@ -383,7 +359,7 @@ def make_plan(onnx_path: Union[str, Path], options: BuildOptions = BuildOptions(
     inputs = _tensor_infos(model.graph.input, skip=initializers)
     outputs = _tensor_infos(model.graph.output)
     kind = graph_kind([t.name for t in inputs])
-    sizes = SizeRange.from_manifest(manifest)
+    sizes = manifest.size_range
     notes: List[str] = []
 
     prompts = PromptRange()
@@ -410,7 +386,7 @@ def make_plan(onnx_path: Union[str, Path], options: BuildOptions = BuildOptions(
 
     precision = _precision(options, manifest, onnx_path.name)
     plugin = _plugin(options, model, onnx_path.name, notes)
-    if manifest.get("bias") == "plugin" and not plugin.required and options.plugin == "auto":
+    if manifest.bias == "plugin" and not plugin.required and options.plugin == "auto":
         notes.append("the manifest says bias 'plugin' but the graph holds no BA-SAM plugin node")
     if plugin.required and precision.route == WEAKLY_TYPED_FP16:
         notes.append("weak typing lets TensorRT change the plugin's input types: check parity")
@@ -432,10 +408,10 @@ def make_plan(onnx_path: Union[str, Path], options: BuildOptions = BuildOptions(
         raise BasamError(f"`output` {output} is a folder: give the engine's file path")
 
     export = (
-        ("model", manifest.get("model")),
-        ("preset", manifest.get("preset")),
-        ("bias", manifest.get("bias")),
-        ("precision", manifest.get("precision")),
+        ("model", manifest.model),
+        ("preset", manifest.preset),
+        ("bias", manifest.bias),
+        ("precision", manifest.precision),
         ("sizes", f"{sizes.min}-{sizes.max} px (multiples of {sizes.multiple_of})"),
     )
     return BuildPlan(

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import BasamError
+from ..export.manifest import PATCH, SizeRange
 
-PATCH = 16
 Shape3 = Tuple[int, int, int]  # batch, height, width
 Triple = Tuple[int, int, int]  # min, opt, max of one dimension
 # Package data (pyproject.toml), so that an installed wheel has them, not only a clone.
@@ -91,24 +91,6 @@ class ResolutionProfile:
 
     def dim(self, axis: int) -> Triple:
         return (self.min[axis], self.opt[axis], self.max[axis])
-
-
-@dataclass(frozen=True)
-class SizeRange:
-    """The H and W an export accepts: ``size_range`` of its manifest."""
-
-    min: int
-    max: int
-    multiple_of: int = PATCH
-
-    @classmethod
-    def from_manifest(cls, manifest: Mapping[str, object]) -> "SizeRange":
-        data = manifest.get("size_range")
-        if not isinstance(data, Mapping):
-            raise BasamError(
-                "the export manifest has no size_range: export again with basam-export"
-            )
-        return cls(int(data["min"]), int(data["max"]), int(data.get("multiple_of", PATCH)))
 
 
 def validate_profile(profile: ResolutionProfile, sizes: SizeRange, where: str = "profile") -> None:

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import BasamError
 from ..kernels.ptx import minimum_driver_for_ptx
 from .device import check_driver, cuda_driver_version, current_gpu, require_cuda
-from .manifest import check_engine_manifest, manifest_profiles, read_engine_manifest
+from .manifest import EngineManifest, check_engine_manifest, read_engine_manifest
 from .profiles import ShapeRange, select_profile
 from .trt_import import (
     Capabilities,
@@ -75,7 +75,7 @@ class TensorRTRunner:
         self.path = Path(engine)
         self.name = name or f"tensorrt:{self.path.name}"
         self.device = device
-        self.manifest: Optional[Dict[str, object]] = None
+        self.manifest: Optional[EngineManifest] = None
         self.engine: Any = None
         self.profiles: List[Dict[str, ShapeRange]] = []
         self.input_names: List[str] = []
@@ -98,13 +98,13 @@ class TensorRTRunner:
         check_engine_manifest(
             manifest, self.path, tensorrt_version=trt.__version__, gpu=current_gpu(self.device)
         )
-        for plugin in manifest.get("plugins") or []:  # type: ignore[union-attr]
-            for kernel in plugin.get("kernels") or []:
-                version = str(kernel["ptx_version"])
+        for plugin in manifest.plugins:
+            for kernel in plugin.kernels:
+                version = kernel.ptx_version
                 check_driver(version, cuda_driver_version(), minimum_driver_for_ptx(version))
             # An ahead-of-time plugin kernel is embedded in the engine; a JIT one needs the module.
-            if plugin.get("module") and module_importable(plugin["module"]):
-                importlib.import_module(plugin["module"])
+            if plugin.module and module_importable(plugin.module):
+                importlib.import_module(plugin.module)
         torch.cuda.set_device(self.device)
         runner = polygraphy.TrtRunner(polygraphy.EngineFromBytes(self.path.read_bytes()))
         with G_LOGGER.verbosity(G_LOGGER.WARNING):
@@ -124,7 +124,7 @@ class TensorRTRunner:
         self._caps = Capabilities.of(trt)
         self.active_profile = None
 
-    def _read_engine(self, engine: Any, trt: Any, manifest: Mapping[str, object]) -> None:
+    def _read_engine(self, engine: Any, trt: Any, manifest: EngineManifest) -> None:
         """I/O names and per-profile input ranges from the engine, checked against the manifest."""
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -140,7 +140,7 @@ class TensorRTRunner:
             }
             for index in range(engine.num_optimization_profiles)
         ]
-        if profiles != manifest_profiles(manifest):
+        if profiles != manifest.profile_ranges():
             raise BasamError(
                 f"the profiles in {self.path.name} differ from its manifest's: rebuild the engine"
             )

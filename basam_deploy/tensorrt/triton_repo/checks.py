@@ -13,7 +13,7 @@ def _bug(message: str) -> BasamError:
     return BasamError(f"{message}: a basam-deploy bug, please report it")
 
 
-def _schema():
+def model_config_schema():
     """(text_format, model_config_pb2), or None where tritonclient is not installed."""
     try:
         from google.protobuf import text_format
@@ -26,7 +26,7 @@ def _schema():
 def parse_model_config(text: str, where: str = "config.pbtxt"):
     """Triton's ``inference.ModelConfig`` message parsed from ``text`` with Triton's own schema
     (tritonclient's ``model_config_pb2``); a one-line BasamError when it does not parse."""
-    schema = _schema()
+    schema = model_config_schema()
     if schema is None:
         raise BasamError(
             "checking a Triton model configuration needs tritonclient: "
@@ -39,9 +39,9 @@ def parse_model_config(text: str, where: str = "config.pbtxt"):
         raise BasamError(f"{where} is not a valid Triton ModelConfig ({exc})") from None
 
 
-def _check_parsed(config, model: ModelPlan) -> None:
+def check_parsed(config, model: ModelPlan) -> None:
     """The parsed message must say what the plan says (guards the text writer)."""
-    _, pb = _schema()
+    _, pb = model_config_schema()
 
     def io(fields):
         return [(t.name, pb.DataType.Name(t.data_type), tuple(t.dims)) for t in fields]

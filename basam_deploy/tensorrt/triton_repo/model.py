@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Tuple, Union
 
+from ..manifest import EngineManifest
+
 TOOL = "basam-trt triton-repo"
 TENSORRT, ONNX = "tensorrt", "onnx"
 BACKENDS = ("auto", TENSORRT, ONNX)
@@ -52,7 +54,7 @@ class GraphSource:
     outputs: Tuple[Tensor, ...]
     extra_files: Tuple[Path, ...] = ()  # ONNX external data, copied beside the model
     profiles: Tuple[Mapping, ...] = ()  # engines: per profile, input name -> ShapeRange
-    manifest: Mapping = field(default_factory=dict)  # the engine manifest, or the export's entry
+    engine_manifest: Optional[EngineManifest] = None  # engines: the manifest beside the engine
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Mapping, Optional, Tuple, Union
 
 from ...errors import BasamError
+from ..manifest import EngineManifest
 from ..plan import PLUGIN_MODULE
 from ..profiles import DECODER, ENCODER, describe_profiles
 from .checks import check_ensemble
@@ -20,7 +21,7 @@ from .model import (
     Tensor,
     TritonRepoOptions,
 )
-from .sources import _profile_batches, _profile_lines, read_source, shared_batch_axis
+from .sources import profile_batches, profile_lines, read_source, shared_batch_axis
 
 ENCODER_MODEL, DECODER_MODEL, ENSEMBLE_MODEL = (
     "basam_image_encoder",
@@ -56,7 +57,7 @@ def _encoder_max_batch(
         return 0
     if backend == ONNX:
         return DEFAULT_ONNX_MAX_BATCH if requested is None else requested
-    batches = _profile_batches(source)
+    batches = profile_batches(source)
     smallest = min(high for _, high in batches)
     largest = max(high for _, high in batches)
     if requested is None:
@@ -80,24 +81,25 @@ def _export_text(export: Optional[Mapping]) -> str:
     return ", ".join(f"{k} {v}" for k, v in (export or {}).items() if v is not None)
 
 
-def _plugin_text(manifest: Mapping) -> Tuple[str, Optional[str]]:
+def _plugin_text(manifest: EngineManifest) -> Tuple[str, Optional[str]]:
     """(parameter text, warning or None) for the plugins an engine manifest lists.
 
     An ahead-of-time plugin kernel is embedded in the plan, which then runs on the plain TensorRT
     runtime; a JIT (Python) plugin needs Python in the serving process, which Triton's TensorRT
-    backend does not have. Manifests may say which one TensorRT used (``aot`` or
-    ``implementation``); basam-trt build asks for the AOT kernel whenever a plugin is needed."""
-    plugins = list(manifest.get("plugins") or [])
+    backend does not have. Manifests may say which one TensorRT used
+    (``PluginRecord.implementation``); basam-trt build asks for the AOT kernel whenever a plugin
+    is needed."""
+    plugins = manifest.plugins
     if not plugins:
         return "none (TensorRT's built-in layers only)", None
-    ops = ", ".join(f"{op} x{n}" for p in plugins for op, n in p.get("ops") or [])
-    modules = ", ".join(sorted({str(p.get("module")) for p in plugins}))
+    ops = ", ".join(f"{op} x{n}" for p in plugins for op, n in p.ops)
+    modules = ", ".join(sorted({p.module for p in plugins}))
     kinds = []
     for p in plugins:
-        kind = p.get("implementation") or {True: "aot", False: "jit"}.get(p.get("aot"))
-        if kind is None and p.get("module") in AOT_ONLY_MODULES:
+        kind = p.implementation
+        if kind is None and p.module in AOT_ONLY_MODULES:
             kind = "aot"
-        kinds.append(str(kind).lower() if kind else None)
+        kinds.append(kind.lower() if kind else None)
     if "jit" in kinds:
         text = (
             f"JIT plugin {ops} from the Python module {modules}: it needs Python and that module "
@@ -165,30 +167,28 @@ def _graph_model(
         )
     files: List[Tuple[Path, str]]
     if backend == TENSORRT:
-        manifest = source.manifest
-        gpu = manifest.get("gpu") or {}
+        manifest = source.engine_manifest
+        assert manifest is not None  # sources.read_source gives every engine its manifest
+        gpu, precision = manifest.gpu, manifest.precision
         plugin, warning = _plugin_text(manifest)
         if warning:
             notes.append(f"{source.file.name}: {warning}")
-        precision = manifest.get("precision") or {}
         parameters += [
-            ("basam_tensorrt_version", str(manifest["tensorrt"]["version"])),
+            ("basam_tensorrt_version", manifest.tensorrt_version),
             (
                 "basam_gpu",
-                f"{gpu.get('name')} (compute capability {gpu.get('compute_capability')})"
-                if gpu
-                else "unknown",
+                f"{gpu.name} (compute capability {gpu.compute_capability})" if gpu else "unknown",
             ),
             (
                 "basam_precision",
-                f"{precision.get('route')} from the {str(precision.get('onnx')).upper()} ONNX",
+                f"{precision.route} from the {precision.onnx.upper()} ONNX",
             ),
             ("basam_profiles", describe_profiles(list(source.profiles))),
             ("basam_plugin", plugin),
         ]
         comments.append(
-            f"Built with TensorRT {manifest['tensorrt']['version']} for compute capability "
-            f"{gpu.get('compute_capability', '?')}: serve it with a Triton release built on that "
+            f"Built with TensorRT {manifest.tensorrt_version} for compute capability "
+            f"{gpu.compute_capability if gpu else '?'}: serve it with a Triton release built on that "
             f"TensorRT version, on a GPU of that compute capability."
         )
         comments.append(
@@ -196,7 +196,7 @@ def _graph_model(
             "#0; per request Triton takes the one nearest to the input shapes among those that "
             "contain them):"
         )
-        comments += _profile_lines(source)
+        comments += profile_lines(source)
         if len(source.profiles) > 1:
             # Triton makes one execution context per listed profile; STATIC would give each the
             # activation memory of the largest profile, ON_PROFILE_CHANGE only its own.
@@ -208,7 +208,7 @@ def _graph_model(
         files = [(source.file, MODEL_FILES[TENSORRT])]
         kind = "KIND_GPU"
         profiles = tuple(str(i) for i in range(len(source.profiles)))
-        for index, (low, _) in enumerate(_profile_batches(source)):
+        for index, (low, _) in enumerate(profile_batches(source)):
             if batching and low > 1:
                 notes.append(
                     f"profile #{index} of {source.file.name} needs batch >= {low}: smaller batches "

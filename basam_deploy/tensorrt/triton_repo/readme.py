@@ -3,7 +3,7 @@
 from ..._version import __version__
 from ...artifacts import MANIFEST
 from .model import TENSORRT, TOOL, RepoPlan, Tensor
-from .sources import _profile_lines
+from .sources import profile_lines
 
 
 def _shape_text(t: Tensor) -> str:
@@ -87,7 +87,7 @@ def repo_readme(plan: RepoPlan) -> str:
         ]
         for graph in plan.graphs:
             lines.append(f"`{graph.file.name}`:")
-            lines += ["", "```"] + [line[2:] for line in _profile_lines(graph)] + ["```", ""]
+            lines += ["", "```"] + [line[2:] for line in profile_lines(graph)] + ["```", ""]
         lines.append(
             f"Plugins: {encoder.name} {dict(encoder.parameters)['basam_plugin']}; "
             f"{decoder.name} {dict(decoder.parameters)['basam_plugin']}."

@@ -2,16 +2,19 @@
 folder (``encoder.onnx`` + ``decoder.onnx`` + ``manifest.json``) into two ``GraphSource``s, and what
 a source allows (its batch axis, its engine profiles)."""
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 import onnx
 
-from ...artifacts import MANIFEST, read_manifest, sha256
+from ...artifacts import MANIFEST, sha256
 from ...errors import BasamError
 from ...export.graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
-from ..manifest import manifest_profiles, read_engine_manifest
-from ..plan import plugin_nodes, read_export
+from ...export.manifest import ExportManifest, read_export
+from ...fused_op_contract import plugin_nodes
+from ...onnx_types import value_types
+from ..manifest import EngineManifest, TensorRecord, read_engine_manifest
 from ..profiles import DECODER, ENCODER
 from .model import BACKENDS, ONNX, TENSORRT, GraphSource, Tensor
 
@@ -41,24 +44,23 @@ def _triton_type(dtype: str, where: str) -> str:
     return TRITON_TYPES[dtype]
 
 
-def _io_from_manifest(io: Mapping, kind: str, where: str) -> Tuple[Tensor, ...]:
-    tensors = []
-    for name, entry in (io.get(kind) or {}).items():
-        shape = tuple(d if isinstance(d, str) else int(d) for d in entry["shape"])
-        tensors.append(Tensor(name, _triton_type(str(entry["dtype"]), f"{where} {name}"), shape))
-    return tuple(tensors)
+def _io_from_manifest(records: Mapping[str, TensorRecord], where: str) -> Tuple[Tensor, ...]:
+    return tuple(
+        Tensor(name, _triton_type(t.dtype, f"{where} {name}"), t.shape)
+        for name, t in records.items()
+    )
 
 
 def _io_from_onnx(values, skip, where: str) -> Tuple[Tensor, ...]:
-    tensors = []
-    for value in values:
-        if value.name in skip:
-            continue
-        t = value.type.tensor_type
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "?"
-        shape = tuple(d.dim_param or (d.dim_value if d.dim_value > 0 else "?") for d in t.shape.dim)
-        tensors.append(Tensor(value.name, _triton_type(dtype, f"{where} {value.name}"), shape))
-    return tuple(tensors)
+    """Unknown dims read "?", as does an undeclared type (which _triton_type refuses)."""
+    return tuple(
+        Tensor(
+            value.name,
+            _triton_type(value.dtype or "?", f"{where} {value.name}"),
+            value.dims_or("?"),
+        )
+        for value in value_types(values, skip)
+    )
 
 
 def _check_names(source: GraphSource) -> None:
@@ -81,10 +83,10 @@ def _engine_files(folder: Path) -> List[Path]:
 
 
 def _read_engines(folder: Path) -> Tuple[Tuple[GraphSource, ...], Dict[str, object], List[str]]:
-    found: Dict[str, List[Tuple[Path, Mapping]]] = {ENCODER: [], DECODER: []}
+    found: Dict[str, List[Tuple[Path, EngineManifest]]] = {ENCODER: [], DECODER: []}
     for engine in _engine_files(folder):
         manifest = read_engine_manifest(engine)
-        graph = (manifest.get("source") or {}).get("graph")
+        graph = manifest.source.graph
         if graph not in found:
             raise BasamError(f"{engine.name}.json gives graph {graph!r}: rebuild the engine")
         found[graph].append((engine, manifest))
@@ -99,65 +101,63 @@ def _read_engines(folder: Path) -> Tuple[Tuple[GraphSource, ...], Dict[str, obje
     for graph in (ENCODER, DECODER):
         engine, manifest = found[graph][0]
         digest = sha256(engine)
-        if manifest["engine"]["sha256"] != digest:
+        if manifest.engine.sha256 != digest:
             raise BasamError(
                 f"{engine.name} differs from the engine its manifest describes (sha256 mismatch): "
                 f"rebuild it with basam-trt build"
             )
-        io = manifest.get("io") or {}
         source = GraphSource(
             graph=graph,
             file=engine,
             sha256=digest,
-            inputs=_io_from_manifest(io, "inputs", engine.name),
-            outputs=_io_from_manifest(io, "outputs", engine.name),
-            profiles=tuple(manifest_profiles(manifest)),
-            manifest=manifest,
+            inputs=_io_from_manifest(manifest.inputs, engine.name),
+            outputs=_io_from_manifest(manifest.outputs, engine.name),
+            profiles=tuple(manifest.profile_ranges()),
+            engine_manifest=manifest,
         )
         _check_names(source)
         sources.append(source)
     encoder, decoder = sources
     notes: List[str] = []
-    a, b = encoder.manifest, decoder.manifest
-    if a["tensorrt"]["version"] != b["tensorrt"]["version"]:
+    a, b = found[ENCODER][0][1], found[DECODER][0][1]
+    if a.tensorrt_version != b.tensorrt_version:
         raise BasamError(
-            f"{encoder.file.name} was built with TensorRT {a['tensorrt']['version']}, "
-            f"{decoder.file.name} with {b['tensorrt']['version']}: Triton runs both with its own "
+            f"{encoder.file.name} was built with TensorRT {a.tensorrt_version}, "
+            f"{decoder.file.name} with {b.tensorrt_version}: Triton runs both with its own "
             f"TensorRT; rebuild them with one version"
         )
-    gpus = [(m.get("gpu") or {}).get("compute_capability") for m in (a, b)]
+    gpus = [m.gpu.compute_capability if m.gpu else None for m in (a, b)]
     if None not in gpus and gpus[0] != gpus[1]:
         raise BasamError(
             f"{encoder.file.name} was built for compute capability {gpus[0]}, {decoder.file.name} "
             f"for {gpus[1]}: rebuild both on the GPU that will serve them"
         )
-    if a["source"].get("export") != b["source"].get("export"):
+    if a.source.export != b.source.export:
         raise BasamError(
             f"{encoder.file.name} and {decoder.file.name} come from different exports (model, "
             f"preset, bias or precision differ): build both from one basam-export folder"
         )
-    resolutions = [[p["resolution"] for p in m["profiles"]] for m in (a, b)]
+    resolutions = [[p.resolution for p in m.profiles] for m in (a, b)]
     if resolutions[0] != resolutions[1]:
         notes.append(
             "the encoder and decoder engines have different resolution profiles: an image size "
             "the encoder serves may have no decoder profile (build both with the same profiles)"
         )
-    gpu = a.get("gpu") or {}
     provenance = {
-        "tensorrt": a["tensorrt"]["version"],
-        "gpu": gpu or None,
-        "export": a["source"].get("export"),
+        "tensorrt": a.tensorrt_version,
+        "gpu": a.gpu.to_json() if a.gpu else None,
+        "export": a.source.export,
         "engines": {
             s.graph: {
                 "file": s.file.name,
                 "sha256": s.sha256,
                 "manifest": s.file.name + ".json",
-                "onnx": s.manifest["source"].get("onnx"),
-                "onnx_sha256": s.manifest["source"].get("sha256"),
-                "precision": s.manifest.get("precision"),
-                "plugins": s.manifest.get("plugins") or [],
+                "onnx": m.source.onnx,
+                "onnx_sha256": m.source.sha256,
+                "precision": asdict(m.precision),
+                "plugins": [asdict(p) for p in m.plugins],
             }
-            for s in sources
+            for s, m in ((encoder, a), (decoder, b))
         },
     }
     return tuple(sources), provenance, notes
@@ -182,17 +182,11 @@ def _external_data(model: onnx.ModelProto, folder: Path, name: str) -> Tuple[Pat
 
 
 def _read_export(folder: Path) -> Tuple[Tuple[GraphSource, ...], Dict[str, object], List[str]]:
-    manifest = read_manifest(folder)
-    if manifest.get("tool") != "basam-export":
-        raise BasamError(
-            f"{folder / MANIFEST} was not written by basam-export: give the folder basam-export "
-            f"or basam-trt build wrote"
-        )
+    manifest = ExportManifest.read(folder)
     sources = []
     for graph, name in EXPORT_FILES.items():
         path = folder / name
         model, _, digest = read_export(path)
-        entry = manifest["files"][name]
         nodes = plugin_nodes(model)
         if nodes:
             raise BasamError(
@@ -207,13 +201,18 @@ def _read_export(folder: Path) -> Tuple[Tuple[GraphSource, ...], Dict[str, objec
             inputs=_io_from_onnx(model.graph.input, initializers, name),
             outputs=_io_from_onnx(model.graph.output, (), name),
             extra_files=_external_data(model, folder, name),
-            manifest=entry,
         )
         _check_names(source)
         sources.append(source)
     provenance = {
-        "export": {k: manifest.get(k) for k in ("model", "preset", "bias", "precision", "opset")},
-        "size_range": manifest.get("size_range"),
+        "export": {
+            "model": manifest.model,
+            "preset": manifest.preset,
+            "bias": manifest.bias,
+            "precision": manifest.precision,
+            "opset": manifest.opset,
+        },
+        "size_range": manifest.size_range.to_json(),
         "files": {
             s.file.name: {
                 "sha256": s.sha256,
@@ -288,7 +287,7 @@ def shared_batch_axis(source: GraphSource) -> bool:
     return len(firsts) == 1 and isinstance(first, str) and first != "?"
 
 
-def _profile_batches(source: GraphSource) -> List[Tuple[int, int]]:
+def profile_batches(source: GraphSource) -> List[Tuple[int, int]]:
     """(min, max) batch of each engine profile, over its inputs (as Triton's TensorRT backend
     computes a profile's batch limit)."""
     return [
@@ -297,7 +296,7 @@ def _profile_batches(source: GraphSource) -> List[Tuple[int, int]]:
     ]
 
 
-def _profile_lines(source: GraphSource) -> List[str]:
+def profile_lines(source: GraphSource) -> List[str]:
     """One row per profile and input: '  #0 image            min 1x3x256x256  opt ...  max ...'."""
 
     def text(shape: Sequence[int]) -> str:

@@ -16,7 +16,7 @@ from ...artifacts import (
     write_json,
 )
 from ...errors import BasamError, BasamWarning
-from .checks import _check_parsed, _schema, check_ensemble, parse_model_config
+from .checks import check_ensemble, check_parsed, model_config_schema, parse_model_config
 from .config import model_config_text
 from .model import TOOL, RepoPlan
 from .readme import repo_readme
@@ -89,7 +89,7 @@ def write_triton_repo(
     Without tritonclient the schema check is skipped with a BasamWarning (the manifest says so)."""
     output = Path(output)
     _check_destination(plan, output, force)
-    schema = _schema()
+    schema = model_config_schema()
     if schema is None:
         warnings.warn(
             "tritonclient is not installed: the configs were not checked against Triton's "
@@ -100,7 +100,7 @@ def write_triton_repo(
     texts = {m.name: model_config_text(m) for m in plan.models}
     if schema:
         for model in plan.models:
-            _check_parsed(parse_model_config(texts[model.name], model.name), model)
+            check_parsed(parse_model_config(texts[model.name], model.name), model)
     check_ensemble(plan.models[2], plan.models)
     with staged_folder(output) as staging:
         for model in plan.models:
@@ -113,7 +113,7 @@ def write_triton_repo(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
             if schema:
-                _check_parsed(parse_model_config(config.read_text(), str(config)), model)
+                check_parsed(parse_model_config(config.read_text(), str(config)), model)
         (staging / "README.md").write_text(repo_readme(plan))
         files = {
             path.relative_to(staging).as_posix(): {

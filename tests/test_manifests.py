@@ -1,0 +1,205 @@
+"""The export manifest (``export/manifest.py``) and the engine manifest (``tensorrt/manifest.py``) as
+dataclasses: what ``to_json`` writes ``from_json`` reads back unchanged, through a real JSON file;
+a manifest of another format, another tool or with a field missing or mistyped is refused in one
+line that names the file and the fix. Plain Python, no export or engine built."""
+
+import json
+
+import pytest
+
+from basam_deploy.errors import BasamError
+from basam_deploy.export.manifest import (
+    CheckpointRecord,
+    ExportFile,
+    ExportManifest,
+    ParityRecord,
+    SizeRange,
+)
+from basam_deploy.tensorrt.device import GpuInfo
+from basam_deploy.tensorrt.manifest import (
+    EngineFile,
+    EngineManifest,
+    EnginePrecision,
+    EngineProfile,
+    EngineSource,
+    PluginKernel,
+    PluginRecord,
+    TensorRecord,
+    read_engine_manifest,
+)
+from basam_deploy.tensorrt.profiles import ResolutionProfile, ShapeRange
+
+EXPORT = ExportManifest(
+    model="tiny",
+    preset="basam",
+    bias="plugin",
+    precision="fp16",
+    opset=20,
+    size_range=SizeRange(256, 2048, 16),
+    n0=256,
+    bias_slope=0.0625,
+    bias_metric="manhattan",
+    bias_in_windows=False,
+    checkpoint=CheckpointRecord("tiny_basam.pth", "ab" * 32, "default"),
+    attention_op={"op_type": "BasamAttention", "domain": "basam", "blocks": [1, 3]},
+    versions={"torch": "2.9.0", "segment-anything": None},
+    files={
+        "encoder.onnx": ExportFile(
+            "cd" * 32,
+            1234,
+            inputs={"image": {"dtype": "float32", "shape": ["batch", 3, "height", "width"]}},
+            outputs={"image_embeddings": {"dtype": "float32", "shape": ["batch", 64, "h", "w"]}},
+            external_data={"file": "encoder.onnx.data", "sha256": "ef" * 32, "bytes": 99},
+            precision={"fp32": {"Softmax": 2}},
+            attention_op_nodes=2,
+        ),
+        "decoder.onnx": ExportFile("12" * 32, 567),
+    },
+    parity=ParityRecord(True, "parity.json"),
+    basam_deploy="0.3.0",
+)
+
+
+def written(tmp_path, data) -> object:
+    """``data`` through a manifest.json in ``tmp_path`` (what a reader finds on disk)."""
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    return tmp_path
+
+
+def one_line_error(read) -> str:
+    with pytest.raises(BasamError) as info:
+        read()
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+# Export manifest ----------------------------------------------------------------------------------
+
+
+def test_export_manifest_round_trips_through_its_file(tmp_path):
+    folder = written(tmp_path, EXPORT.to_json())
+    assert ExportManifest.read(folder) == EXPORT
+    # A preset without bias parameters writes none, and reads back as None.
+    plain = ExportManifest("tiny", "sam", "subgraph", "fp32", 20, SizeRange(256, 1024))
+    assert "bias_slope" not in plain.to_json()
+    assert ExportManifest.from_json(json.loads(json.dumps(plain.to_json()))) == plain
+
+
+def test_export_manifest_without_format_is_format_1(tmp_path):
+    """Exports written before the field existed have format 1's layout: they keep loading."""
+    data = EXPORT.to_json()
+    del data["format"]
+    assert ExportManifest.read(written(tmp_path, data)) == EXPORT
+
+
+def test_export_manifest_of_a_newer_format_is_refused(tmp_path):
+    folder = written(tmp_path, {**EXPORT.to_json(), "format": 2})
+    message = one_line_error(lambda: ExportManifest.read(folder))
+    assert str(folder / "manifest.json") in message
+    assert "format 2, this basam-deploy reads 1: export again with basam-export" in message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"tool": "basam-trt triton-repo", "files": {}},  # a Triton repository's manifest
+        {"name": "something else"},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_foreign_manifest_is_refused_in_one_line(tmp_path, data):
+    folder = written(tmp_path, data)
+    message = one_line_error(lambda: ExportManifest.read(folder))
+    assert f"{folder / 'manifest.json'} was not written by basam-export" in message
+    assert "export again with basam-export" in message
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.pop("size_range"), "has no size_range: export again"),
+        (lambda d: d["size_range"].pop("max"), "has no size_range.max: export again"),
+        (lambda d: d.update(opset="20"), "gives opset '20' where int is expected: export again"),
+        (lambda d: d["files"]["decoder.onnx"].pop("sha256"), "has no files.decoder.onnx.sha256"),
+        (lambda d: d.update(checkpoint={"file": "w.pth"}), "has no checkpoint.sha256"),
+        (lambda d: d.update(bias_in_windows=1), "gives bias_in_windows 1 where bool is expected"),
+    ],
+)
+def test_a_missing_or_mistyped_field_is_one_line(tmp_path, change, message):
+    data = EXPORT.to_json()
+    change(data)
+    folder = written(tmp_path, data)
+    error = one_line_error(lambda: ExportManifest.read(folder))
+    assert error.startswith(str(folder / "manifest.json")) and message in error
+
+
+# Engine manifest ----------------------------------------------------------------------------------
+
+ENGINE = EngineManifest(
+    engine=EngineFile("encoder.engine", "aa" * 32, 4096),
+    source=EngineSource("encoder.onnx", "bb" * 32, "encoder", {"model": "tiny", "bias": "plugin"}),
+    profiles=(
+        EngineProfile(
+            ResolutionProfile.parse("1x256x256:1x256x320:2x320x320"),
+            {"image": ShapeRange((1, 3, 256, 256), (1, 3, 256, 320), (2, 3, 320, 320))},
+        ),
+    ),
+    precision=EnginePrecision("fp16", "strongly-typed", tf32=False),
+    tensorrt_version="10.13.0.35",
+    gpu=GpuInfo("NVIDIA H100 80GB HBM3", "9.0"),
+    plugins=(
+        PluginRecord(
+            "basam_deploy.tensorrt.plugin",
+            (("BasamAttention", 2),),
+            (PluginKernel("8.0", "sm_90a"),),
+            "12.0",
+        ),
+    ),
+    builder={"workspace_bytes": None, "opt_level": 3},
+    inputs={"image": TensorRecord("float32", ("batch", 3, "height", "width"))},
+    outputs={"image_embeddings": TensorRecord("float32", ("batch", 64, "grid_h", "grid_w"))},
+    basam_deploy="0.3.0",
+)
+
+
+def engine_with(tmp_path, data):
+    engine = tmp_path / "encoder.engine"
+    engine.write_bytes(b"stand-in")
+    (tmp_path / "encoder.engine.json").write_text(json.dumps(data))
+    return engine
+
+
+def test_engine_manifest_round_trips_through_its_file(tmp_path):
+    assert read_engine_manifest(engine_with(tmp_path, ENGINE.to_json())) == ENGINE
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(format=2), "has manifest format 2, this basam-deploy reads 1"),
+        (lambda d: d.update(tool="basam-export"), "is not a basam-trt engine manifest"),
+        (lambda d: d.pop("tensorrt"), "has no tensorrt: rebuild the engine"),
+        (
+            lambda d: d["engine"].update(bytes="4096"),
+            "gives engine.bytes '4096' where int is expected",
+        ),
+        (lambda d: d["profiles"][0].pop("inputs"), "has no profiles[].inputs: rebuild"),
+        (lambda d: d["plugins"][0].update(ops=[["BasamAttention"]]), "not [op, count] pairs"),
+    ],
+)
+def test_an_old_foreign_or_broken_engine_manifest_is_one_line(tmp_path, change, message):
+    data = ENGINE.to_json()
+    change(data)
+    engine = engine_with(tmp_path, data)
+    error = one_line_error(lambda: read_engine_manifest(engine))
+    assert str(tmp_path / "encoder.engine.json") in error and message in error
+    assert "rebuild the engine" in error
+
+
+def test_a_recorded_plugin_implementation_is_kept():
+    """Manifests may say which implementation TensorRT used; a legacy ``aot`` flag reads too."""
+    data = ENGINE.to_json()
+    data["plugins"][0]["aot"] = False
+    (plugin,) = EngineManifest.from_json(data).plugins
+    assert plugin.implementation == "jit"
+    assert EngineManifest.from_json(EngineManifest.from_json(data).to_json()).plugins == (plugin,)
