@@ -9,6 +9,7 @@ Small on purpose: the shipped tiny model, the shipped 384 x 256 scene at its nat
 8 x 8 point grid (one decoder batch), thresholds lowered so that the tiny model yields several masks.
 """
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from basam_deploy import Predictor, build_sam
 from basam_deploy.amg import MaskGenerator
 from basam_deploy.amg.coco_json import decode
 from basam_deploy.cli import amg
+from basam_deploy.cli.progress import ProgressBar
 
 IMAGE = Path(__file__).resolve().parents[1] / "samples" / "images" / "shapes.jpg"
 PARAMETERS = {"points_per_side": 8, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.8}
@@ -207,3 +209,27 @@ def test_a_failed_write_leaves_neither_file(tmp_path, monkeypatch, capsys):
     assert code == 2 and "No space left on device" in err
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
     assert (tmp_path / "m.json").read_text() == "earlier\n"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_one_redrawn_line_on_a_terminal_and_tenths_in_a_log():
+    log = io.StringIO()
+    with ProgressBar("basam-amg", log) as bar:
+        for done in range(1001):
+            bar.update(done, 1000, "crop 1/1: points")
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 11  # 0%, 10%, ..., 100%
+    assert lines[-1] == "basam-amg: 100% crop 1/1: points (1000/1000)"
+
+    terminal = Terminal()
+    with ProgressBar("basam-amg", terminal) as bar:
+        for done in range(1001):
+            bar.update(done, 1000, "step")
+    text = terminal.getvalue()
+    # Redrawn in place at most every REDRAW_S (the first and the last always), one final newline.
+    assert 2 <= text.count("\r") < 1000 and text.endswith("\n") and text.count("\n") == 1
+    assert text.rsplit("\r", 1)[1].startswith("basam-amg: [" + "#" * 30 + "] 100% step (1000/1000)")

@@ -283,6 +283,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ..amg.overlay import render_overlay, write_png
     from ..artifacts import staged_file
     from ..serving.server import load_backend
+    from ..staging import deferred_interrupts
 
     outputs = _outputs(args)
     image = read_image(args.image)
@@ -311,13 +312,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     document = coco_document(records, args.image.name, (height, width), info)
     overlay = render_overlay(image, records, outlines=args.outlines) if args.overlay else None
-    # Both files are written to temporary names beside their destinations and renamed into place
-    # together at the end of the block: an error or Ctrl-C while writing leaves neither.
+    # Both files are written to temporary names beside their destinations (an error or Ctrl-C
+    # while writing removes them), then renamed into place together, with SIGINT/SIGTERM held
+    # back so that neither lands between the two renames.
     with ExitStack() as stack:
         staged = {k: stack.enter_context(staged_file(p)) for k, p in outputs.items()}
         write_coco_json(staged["--output"], document)
         if overlay is not None:
             write_png(staged["--overlay"], overlay)
+        renames = stack.pop_all()
+    with deferred_interrupts():
+        renames.close()
     print(f"{len(records)} masks in {elapsed:.1f} s ({width}x{height})")
     for path in outputs.values():
         print(f"wrote {path}")
