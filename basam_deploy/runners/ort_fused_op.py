@@ -29,6 +29,7 @@ from onnx import TensorProto, helper
 
 from .. import fused_op_contract
 from ..errors import BasamError
+from ..onnx_types import graph_value_types
 
 ORT_DOMAIN = "ai.onnx.contrib"  # onnxruntime-extensions' domain for Python ops
 INSTALL_HINT = "pip install 'basam-deploy[kernels]'"
@@ -111,11 +112,10 @@ def has_fused_nodes(model: onnx.ModelProto) -> bool:
 
 
 def _elem_types(model: onnx.ModelProto) -> Dict[str, int]:
-    graph = model.graph
-    types = {init.name: init.data_type for init in graph.initializer}
-    for info in list(graph.input) + list(graph.output) + list(graph.value_info):
-        if info.type.tensor_type.elem_type:
-            types[info.name] = info.type.tensor_type.elem_type
+    types = {init.name: init.data_type for init in model.graph.initializer}
+    for name, value in graph_value_types(model.graph).items():
+        if value.elem_type:
+            types[name] = value.elem_type
     return types
 
 
