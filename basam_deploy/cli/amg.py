@@ -259,9 +259,8 @@ def describe_backend(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _json(record: Any) -> Any:
-    """A manifest record as JSON data: a typed record (``CheckpointRecord``) by its ``to_json``;
-    a plain dict, or None (random init), as it is."""
-    return record.to_json() if hasattr(record, "to_json") else record
+    """A manifest record (``CheckpointRecord``) as JSON data; None stays None (random init)."""
+    return None if record is None else record.to_json()
 
 
 def _check_size(image: np.ndarray, predictor: Any, path: Path) -> None:
