@@ -1,6 +1,8 @@
 """``Predictor``: what an embedding application relies on, on the PyTorch and onnxruntime backends
 (TensorRT where it is installed)."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from conftest import randomize_
 
 from basam_deploy import BasamError, build_sam
 from basam_deploy.export.graphs import DECODER_INPUTS, DECODER_OUTPUTS, DecoderGraph
-from basam_deploy.export.onnx_export import DECODER_FILE, ExportOptions, export_onnx
+from basam_deploy.export.onnx_export import DECODER_FILE
 from basam_deploy.pipeline.transform import ImageTransform
 from basam_deploy.predictor import MAX_EMBEDDING_MAGNITUDE, Predictor
 from basam_deploy.runners import OnnxRuntimeRunner, TorchRunner
@@ -48,10 +50,9 @@ def sam():
 
 
 @pytest.fixture(scope="module")
-def onnx_folder(sam, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("predictor") / "export"
-    export_onnx(sam, folder, ExportOptions(max_size=1024, check=False), progress=lambda s: None)
-    return folder
+def onnx_folder(tiny_export):
+    """``sam`` exported up to 1024 px (conftest.tiny_export; shared with test_serving.py)."""
+    return tiny_export(seed=5, max_size=1024, check=False).folder
 
 
 @pytest.fixture(scope="module")
@@ -478,11 +479,12 @@ def _cuda() -> bool:
     not tensorrt_available(),
     reason="needs TensorRT >= 10.9 (pip install 'tensorrt>=10.9', see docs/tensorrt.md)",
 )
-def test_tensorrt_predictor_matches_torch_predictor(sam, onnx_folder, image):
+def test_tensorrt_predictor_matches_torch_predictor(sam, onnx_folder, image, tmp_path):
     """Tolerances: mask IoU >= 0.98, low-res logits relative error < 1e-3 (FP32 engines, TF32)."""
     from basam_deploy.tensorrt.builder import build_engine
     from basam_deploy.tensorrt.plan import BuildOptions, make_plan
 
+    onnx_folder = shutil.copytree(onnx_folder, tmp_path / "export")  # engines are built beside it
     for graph in ("encoder", "decoder"):
         plan = make_plan(
             onnx_folder / f"{graph}.onnx", BuildOptions(profiles=("1x256x256:1x512x512:1x640x640",))

@@ -722,12 +722,15 @@ def onnx_export(tiny_export):
     return tiny_export(seed=5, max_size=1024, check=False).folder
 
 
-def test_onnxruntime_backend_serves_an_export(onnx_export):
+def test_onnxruntime_backend_serves_an_export(onnx_export, tmp_path):
     """The library API in-process (``BasamServer``) on an export, against ``Predictor.from_onnx``."""
     folder = onnx_export
     backend = load_backend("onnxruntime", onnx=folder)
     http, grpc = free_ports(2)
-    config = ServeConfig(http_port=http, grpc_port=grpc, metrics_port=0, triton_log=folder / "log")
+    # Triton's log beside the test, not in the export (shared: conftest.tiny_export)
+    config = ServeConfig(
+        http_port=http, grpc_port=grpc, metrics_port=0, triton_log=tmp_path / "log"
+    )
     with BasamServer(backend.predictor, config) as server:
         assert server.urls["http"] == f"http://127.0.0.1:{http}"
         c = sample.Client(f"127.0.0.1:{grpc}", "grpc")
