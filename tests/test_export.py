@@ -10,13 +10,18 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import randomize_
+from conftest import randomize_, tiny_sam
 
 from basam_deploy import BasamError, build_sam
 from basam_deploy.artifacts import sha256
 from basam_deploy.export import onnx_export
 from basam_deploy.export.graphs import DecoderGraph, EncoderGraph
-from basam_deploy.export.manifest import CheckpointRecord, ExportManifest, ParityRecord
+from basam_deploy.export.manifest import (
+    CheckpointRecord,
+    ExportManifest,
+    ParityRecord,
+    TensorRecord,
+)
 from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.export.op_check import unsupported_nodes
 from basam_deploy.parity import output_stats, point_prompts
@@ -45,14 +50,14 @@ def quiet(_: str) -> None:
 
 
 @pytest.fixture(scope="module", params=list(PRESETS))
-def exported(request, tmp_path_factory):
+def exported(request, tiny_export):
+    """(name, model, export); conftest.tiny_export: basam-manhattan's is test_export_plugin.py's
+    subgraph export."""
     preset, options, min_size = PRESETS[request.param]
-    sam = randomize_(build_sam("tiny", preset, **options), seed=21)
-    folder = tmp_path_factory.mktemp(request.param) / "out"
-    result = export_onnx(
-        sam, folder, ExportOptions(min_size=min_size, max_size=2048, check=False), progress=quiet
+    result = tiny_export(
+        preset, 21, model_options=options, min_size=min_size, max_size=2048, check=False
     )
-    return request.param, sam, result
+    return request.param, tiny_sam(preset, 21, **options), result
 
 
 def test_onnxruntime_matches_pytorch_at_untested_sizes(exported):
@@ -98,7 +103,7 @@ def test_manifest_and_metadata_say_what_made_the_files(exported):
         assert model.opset_import[0].version == onnx_export.DEFAULT_OPSET
         assert unsupported_nodes(model) == []  # inside TensorRT 10.9-11.1's ONNX parser list
     inputs = manifest.files["encoder.onnx"].inputs
-    assert inputs == {"image": {"dtype": "float32", "shape": ["batch", 3, "height", "width"]}}
+    assert inputs == {"image": TensorRecord("float32", ("batch", 3, "height", "width"))}
     if name == "basam-manhattan":
         assert manifest.bias_metric == "manhattan" and manifest.bias_slope == 1 / 16
 

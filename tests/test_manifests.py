@@ -14,6 +14,7 @@ from basam_deploy.export.manifest import (
     ExportManifest,
     ParityRecord,
     SizeRange,
+    TensorRecord,
 )
 from basam_deploy.tensorrt.device import GpuInfo
 from basam_deploy.tensorrt.manifest import (
@@ -24,7 +25,6 @@ from basam_deploy.tensorrt.manifest import (
     EngineSource,
     PluginKernel,
     PluginRecord,
-    TensorRecord,
     read_engine_manifest,
 )
 from basam_deploy.tensorrt.profiles import ResolutionProfile, ShapeRange
@@ -47,8 +47,8 @@ EXPORT = ExportManifest(
         "encoder.onnx": ExportFile(
             "cd" * 32,
             1234,
-            inputs={"image": {"dtype": "float32", "shape": ["batch", 3, "height", "width"]}},
-            outputs={"image_embeddings": {"dtype": "float32", "shape": ["batch", 64, "h", "w"]}},
+            inputs={"image": TensorRecord("float32", ("batch", 3, "height", "width"))},
+            outputs={"image_embeddings": TensorRecord("float32", ("batch", 64, "h", "w"))},
             external_data={"file": "encoder.onnx.data", "sha256": "ef" * 32, "bytes": 99},
             precision={"fp32": {"Softmax": 2}},
             attention_op_nodes=2,
@@ -122,6 +122,10 @@ def test_a_foreign_manifest_is_refused_in_one_line(tmp_path, data):
         (lambda d: d.update(opset="20"), "gives opset '20' where int is expected: export again"),
         (lambda d: d["files"]["decoder.onnx"].pop("sha256"), "has no files.decoder.onnx.sha256"),
         (lambda d: d.update(checkpoint={"file": "w.pth"}), "has no checkpoint.sha256"),
+        (
+            lambda d: d["files"]["encoder.onnx"]["inputs"]["image"].pop("dtype"),
+            "has no files.encoder.onnx.inputs.image.dtype",
+        ),
         (lambda d: d.update(bias_in_windows=1), "gives bias_in_windows 1 where bool is expected"),
     ],
 )

@@ -65,6 +65,32 @@ class CheckpointRecord:
 
 
 @dataclass(frozen=True)
+class TensorRecord:
+    """A graph's input or output: numpy dtype name and dims (ints, or names of dynamic axes)."""
+
+    dtype: str
+    shape: Tuple[Union[int, str], ...]
+
+    def to_json(self) -> Dict[str, object]:
+        return {"dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_json(cls, data: object, where: str, fix: str, path: str) -> "TensorRecord":
+        r = Record(data, where, fix, path)
+        return cls(r.get("dtype", str), tuple(r.get("shape", list)))
+
+
+def tensor_records(
+    data: Optional[Mapping[str, object]], where: str, fix: str, path: str
+) -> Dict[str, TensorRecord]:
+    """name -> TensorRecord from a JSON object of such records (None: none)."""
+    return {
+        str(name): TensorRecord.from_json(value, where, fix, f"{path}.{name}")
+        for name, value in (data or {}).items()
+    }
+
+
+@dataclass(frozen=True)
 class ExportFile:
     """One written graph: sha256 and size, its weights file when kept beside it (``external_data``:
     file, sha256, bytes), its inputs and outputs (name -> dtype, shape), the FP16 policy's summary
@@ -72,8 +98,8 @@ class ExportFile:
 
     sha256: str
     bytes: int
-    inputs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
-    outputs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    inputs: Dict[str, TensorRecord] = field(default_factory=dict)
+    outputs: Dict[str, TensorRecord] = field(default_factory=dict)
     external_data: Optional[Dict[str, Any]] = None
     precision: Optional[Dict[str, Any]] = None
     attention_op_nodes: Optional[int] = None
@@ -82,7 +108,8 @@ class ExportFile:
         data: Dict[str, object] = {"sha256": self.sha256, "bytes": self.bytes}
         if self.external_data is not None:
             data["external_data"] = self.external_data
-        data.update(inputs=self.inputs, outputs=self.outputs)
+        data["inputs"] = {name: t.to_json() for name, t in self.inputs.items()}
+        data["outputs"] = {name: t.to_json() for name, t in self.outputs.items()}
         for key in ("precision", "attention_op_nodes"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
@@ -90,12 +117,13 @@ class ExportFile:
 
     @classmethod
     def from_json(cls, data: object, where: str, name: str) -> "ExportFile":
-        r = Record(data, where, FIX, f"files.{name}")
+        path = f"files.{name}"
+        r = Record(data, where, FIX, path)
         return cls(
             sha256=r.get("sha256", str),
             bytes=r.get("bytes", int),
-            inputs=r.get("inputs", dict, False) or {},
-            outputs=r.get("outputs", dict, False) or {},
+            inputs=tensor_records(r.get("inputs", dict, False), where, FIX, f"{path}.inputs"),
+            outputs=tensor_records(r.get("outputs", dict, False), where, FIX, f"{path}.outputs"),
             external_data=r.get("external_data", dict, False),
             precision=r.get("precision", dict, False),
             attention_op_nodes=r.get("attention_op_nodes", int, False),

@@ -41,7 +41,7 @@ from ..parity import ParityReport
 from ..pipeline.transform import DEFAULT_MAX_SIZE
 from . import fused_op, parity_check
 from .graphs import DecoderGraph, EncoderGraph
-from .manifest import TOOL, ExportFile, ExportManifest, ParityRecord, SizeRange
+from .manifest import TOOL, ExportFile, ExportManifest, ParityRecord, SizeRange, TensorRecord
 from .op_check import BASAM_PLUGIN_OPS, check_tensorrt_ops
 from .precision import check_precision_policy, precision_summary, to_mixed_fp16
 from .provenance import describe_checkpoint
@@ -316,10 +316,10 @@ def _set_metadata(model: onnx.ModelProto, info: Dict[str, object]) -> None:
         model.metadata_props.add(key=f"basam.{key}", value=value)
 
 
-def _io_signature(model: onnx.ModelProto) -> Dict[str, Dict[str, object]]:
+def _io_signature(model: onnx.ModelProto) -> Dict[str, Dict[str, TensorRecord]]:
     def describe(values):  # unknown dims read 0
         return {
-            value.name: {"dtype": value.dtype, "shape": list(value.dims_or(0))}
+            value.name: TensorRecord(value.dtype, tuple(value.dims_or(0)))
             for value in value_types(values)
         }
 

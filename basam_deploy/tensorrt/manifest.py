@@ -22,11 +22,12 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .._version import __version__
 from ..artifacts import sha256
 from ..errors import BasamError, BasamWarning
+from ..export.manifest import TensorRecord, tensor_records
 from ..json_records import Record
 from ..kernels.ptx import minimum_driver_for_ptx
 from .device import GpuInfo
@@ -36,7 +37,6 @@ from .profiles import ResolutionProfile, ShapeRange
 TOOL = "basam-trt"
 FORMAT = 1
 FIX = "rebuild the engine with basam-trt build"
-Dims = Tuple[Union[int, str], ...]
 
 
 @dataclass(frozen=True)
@@ -101,14 +101,6 @@ class EngineProfile:
 
 
 @dataclass(frozen=True)
-class TensorRecord:
-    """An engine input or output: numpy dtype name and dims (ints, or names of dynamic axes)."""
-
-    dtype: str
-    shape: Dims
-
-
-@dataclass(frozen=True)
 class EngineManifest:
     """The manifest of one engine (the module docstring). ``builder``: the builder settings as
     recorded (workspace, optimization level, timing cache, profiling verbosity, build seconds),
@@ -133,7 +125,7 @@ class EngineManifest:
 
     def to_json(self) -> Dict[str, object]:
         def tensors(records: Mapping[str, TensorRecord]) -> Dict[str, object]:
-            return {n: {"dtype": t.dtype, "shape": list(t.shape)} for n, t in records.items()}
+            return {name: t.to_json() for name, t in records.items()}
 
         return {
             "tool": TOOL,
@@ -198,8 +190,12 @@ class EngineManifest:
             gpu=GpuInfo.from_json(r.get("gpu", dict, required=False)),
             plugins=tuple(_plugin(p, where) for p in r.get("plugins", list, required=False) or []),
             builder=r.get("builder", dict, required=False) or {},
-            inputs=_tensors(io, "inputs"),
-            outputs=_tensors(io, "outputs"),
+            inputs=tensor_records(
+                io.get("inputs", dict, False) if io else None, where, FIX, "io.inputs"
+            ),
+            outputs=tensor_records(
+                io.get("outputs", dict, False) if io else None, where, FIX, "io.outputs"
+            ),
             basam_deploy=r.get("basam_deploy", str, required=False),
             format=version,
         )
@@ -234,20 +230,6 @@ def _plugin(data: object, where: str) -> PluginRecord:
         r.get("minimum_driver", str, required=False),
         r.get("implementation", str, required=False) or {True: "aot", False: "jit"}.get(aot),
     )
-
-
-def _tensors(io: Optional[Record], kind: str) -> Dict[str, TensorRecord]:
-    if io is None:
-        return {}
-    tensors = io.record(kind, required=False)
-    if tensors is None:
-        return {}
-    out = {}
-    for name in tensors.data:
-        t = tensors.record(name)
-        shape = t.get("shape", list)
-        out[str(name)] = TensorRecord(t.get("dtype", str), tuple(shape))
-    return out
 
 
 def engine_manifest(

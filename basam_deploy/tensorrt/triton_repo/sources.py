@@ -11,10 +11,10 @@ import onnx
 from ...artifacts import MANIFEST, sha256
 from ...errors import BasamError
 from ...export.graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
-from ...export.manifest import ExportManifest, read_export
+from ...export.manifest import ExportManifest, TensorRecord, read_export
 from ...fused_op_contract import plugin_nodes
 from ...onnx_types import value_types
-from ..manifest import EngineManifest, TensorRecord, read_engine_manifest
+from ..manifest import EngineManifest, read_engine_manifest
 from ..profiles import DECODER, ENCODER
 from .model import BACKENDS, ONNX, TENSORRT, GraphSource, Tensor
 
