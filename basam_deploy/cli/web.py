@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..web import PageConfig, serve_page
-from . import ArgumentParser, run
+from . import ArgumentParser, finite_float, run
 
 DEFAULTS = PageConfig(onnx=Path("."))
 MIB = 2**20
@@ -53,6 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.points_per_side,
         metavar="N",
         help=f"the 'everything' button's point grid (default {DEFAULTS.points_per_side})",
+    )
+    parser.add_argument(
+        "--pred-iou-thresh",
+        type=finite_float,
+        default=DEFAULTS.pred_iou_thresh,
+        metavar="X",
+        help=f"'everything': keep masks whose predicted IoU is above X (default "
+        f"{DEFAULTS.pred_iou_thresh}, SAM's)",
+    )
+    parser.add_argument(
+        "--stability-score-thresh",
+        type=finite_float,
+        default=DEFAULTS.stability_score_thresh,
+        metavar="X",
+        help=f"'everything': keep masks whose stability score is above X (default "
+        f"{DEFAULTS.stability_score_thresh}, SAM's)",
     )
     parser.add_argument(
         "--max-image-pixels",
@@ -101,6 +117,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         max_image_pixels=args.max_image_pixels,
         max_upload_bytes=args.max_upload_mb * MIB,
         points_per_side=args.points_per_side,
+        pred_iou_thresh=args.pred_iou_thresh,
+        stability_score_thresh=args.stability_score_thresh,
         ort_dist=args.ort_dist,
         samples=args.samples,
     )

@@ -41,8 +41,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 @dataclass(frozen=True)
 class PageConfig:
     """onnx: a basam-export folder. resolution/threads: the Predictor's (``Predictor.from_onnx``).
-    points_per_side: the "everything" button's MaskGenerator grid. ort_dist / samples: override
-    where onnxruntime-web's dist files and the sample images are found (``assets``)."""
+    points_per_side, pred_iou_thresh, stability_score_thresh: the "everything" button's
+    MaskGenerator parameters (SAM's defaults). ort_dist / samples: override where
+    onnxruntime-web's dist files and the sample images are found (``assets``)."""
 
     onnx: Path
     host: str = "127.0.0.1"
@@ -52,6 +53,8 @@ class PageConfig:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     points_per_side: int = 32
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
     ort_dist: Optional[Path] = None
     samples: Optional[Path] = None
 
@@ -199,7 +202,11 @@ def serve_page(config: PageConfig, announce: Callable[[str], None] = print) -> N
         config.onnx,
         resolution=config.resolution,
         threads=config.threads,
-        points_per_side=config.points_per_side,
+        generator_options={
+            "points_per_side": config.points_per_side,
+            "pred_iou_thresh": config.pred_iou_thresh,
+            "stability_score_thresh": config.stability_score_thresh,
+        },
     )
     try:
         asyncio.run(_serve(config, build_app(config, model, assets), announce))

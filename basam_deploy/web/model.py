@@ -13,12 +13,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from ..artifacts import read_manifest
 from ..errors import BasamError
+from ..export.manifest import ExportManifest
 from ..predictor import Predictor
 
 DECODER_FILE = "decoder.onnx"
@@ -54,16 +54,27 @@ class PageModel:
         *,
         resolution: Optional[int] = None,
         threads: Optional[int] = None,
-        points_per_side: int = 32,
+        generator_options: Optional[Mapping[str, Any]] = None,
     ) -> None:
+        """generator_options: the "everything" button's MaskGenerator parameters
+        (points_per_side, pred_iou_thresh, ...; its defaults otherwise), checked here."""
         self.folder = Path(folder)
-        self.manifest = read_manifest(self.folder)  # one line when it is not an export folder
+        self.manifest = ExportManifest.read(self.folder)  # one line unless an export folder
         self._check_decoder_io()
         self.predictor = Predictor.from_onnx(self.folder, resolution=resolution, threads=threads)
-        self.points_per_side = points_per_side
+        self.generator_options = dict(generator_options or {})
         self.everything_unavailable = _mask_generator_missing()
+        if self.everything_unavailable is None:
+            self._generator()  # bad parameters: one line at start, not at the first click
         # One thread: the predictor holds one image; requests queue instead of interleaving.
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="basam-web-model")
+
+    def _generator(self):
+        from ..amg import MaskGenerator
+
+        return MaskGenerator(
+            self.predictor, **self.generator_options, output_mode="uncompressed_rle"
+        )
 
     @property
     def decoder_path(self) -> Path:
@@ -72,23 +83,22 @@ class PageModel:
     def _check_decoder_io(self) -> None:
         """The page feeds and reads float32 tensors; exports keep float32 I/O even in FP16
         (precision.py, keep_io_types), so anything else is an export this page does not know."""
-        files = self.manifest.get("files", {})
-        io = files.get(DECODER_FILE, {}) if isinstance(files, dict) else {}
-        tensors = {**io.get("inputs", {}), **io.get("outputs", {})}
-        other = {name: t.get("dtype") for name, t in tensors.items() if t.get("dtype") != "float32"}
+        entry = self.manifest.files.get(DECODER_FILE)
+        tensors = {**entry.inputs, **entry.outputs} if entry else {}
+        other = {name: t.dtype for name, t in tensors.items() if t.dtype != "float32"}
         if other:
             raise BasamError(
-                f"{self.folder / DECODER_FILE} has non-float32 inputs/outputs {other}: the page "
-                f"feeds float32; export it again with basam-export"
+                f"{self.decoder_path} has non-float32 inputs/outputs {other}: the page feeds "
+                f"float32; export it again with basam-export"
             )
 
     def describe(self) -> Dict[str, Any]:
         """What the page shows and needs: model, size range, resize policy, generator state."""
         predictor = self.predictor
         return {
-            "model": self.manifest.get("model"),
-            "preset": self.manifest.get("preset"),
-            "precision": self.manifest.get("precision"),
+            "model": self.manifest.model,
+            "preset": self.manifest.preset,
+            "precision": self.manifest.precision,
             "backend": "onnxruntime (CPU)",
             "export": str(self.folder),
             "size_range": [predictor.min_size, predictor.max_size],
@@ -96,7 +106,7 @@ class PageModel:
             "everything": {
                 "available": self.everything_unavailable is None,
                 "reason": self.everything_unavailable,
-                "points_per_side": self.points_per_side,
+                "options": self.generator_options,
             },
         }
 
@@ -116,18 +126,20 @@ class PageModel:
         "generate_ms"}. Masks in the generator's order."""
         if self.everything_unavailable is not None:
             raise BasamError(self.everything_unavailable)
-        from ..amg import MaskGenerator
         from ..amg.coco_json import coco_document, describe
 
-        parameters = {"points_per_side": self.points_per_side, "output_mode": "uncompressed_rle"}
         start = time.perf_counter()
-        records = MaskGenerator(self.predictor, **parameters).generate(image)
+        records = self._generator().generate(image)
         generate_ms = (time.perf_counter() - start) * 1000
-        backend = {"backend": "onnxruntime", "export": str(self.folder)}
-        backend.update({k: self.manifest.get(k) for k in ("model", "preset", "precision")})
-        info = describe(
-            "basam-web", backend, {**parameters, "resolution": self.predictor.resolution}
-        )
+        backend = {
+            "backend": "onnxruntime",
+            "export": str(self.folder),
+            "model": self.manifest.model,
+            "preset": self.manifest.preset,
+            "precision": self.manifest.precision,
+        }
+        parameters = {**self.generator_options, "resolution": self.predictor.resolution}
+        info = describe("basam-web", backend, parameters)
         masks = [
             {
                 "size": [int(s) for s in r["segmentation"]["size"]],

@@ -54,7 +54,7 @@ function refreshButtons() {
   const available = state.info && state.info.everything.available;
   $("everything").disabled = !state.image || !available;
   $("everything").title = available
-    ? `segment everything on the server (${state.info.everything.points_per_side} points per side)`
+    ? `segment everything on the server (${state.info.everything.options.points_per_side} points per side)`
     : (state.info && state.info.everything.reason) || "";
 }
 
