@@ -25,7 +25,7 @@ import onnx
 import pytest
 import torch
 
-from basam_deploy.artifacts import sha256, staged_file
+from basam_deploy.artifacts import sha256
 from basam_deploy.cli.trt import entry, main
 from basam_deploy.errors import BasamError, BasamWarning
 from basam_deploy.export.manifest import ExportManifest, SizeRange
@@ -1038,21 +1038,6 @@ def test_bench_sizes_select_the_engines_profiles(built, fp32):
     )
     assert shapes["point_coords"] == (1, 2, 2)
     assert select_profile([p.ranges() for p in decoder.profiles], shapes) == 0
-
-
-def test_staged_file_replaces_atomically_or_leaves_the_old_file(tmp_path):
-    target = tmp_path / "sub" / "f.bin"
-    with staged_file(target) as staging:
-        staging.write_bytes(b"one")
-        assert not target.exists()
-    assert target.read_bytes() == b"one"
-    with pytest.raises(RuntimeError):
-        with staged_file(target) as staging:
-            staging.write_bytes(b"two")
-            raise RuntimeError("interrupted")
-    assert target.read_bytes() == b"one" and sorted(p.name for p in target.parent.iterdir()) == [
-        "f.bin"
-    ]
 
 
 # The runner: our checks and choices around Polygraphy's TrtRunner, with stand-ins ----------------

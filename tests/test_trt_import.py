@@ -1,7 +1,7 @@
 """The TensorRT import and its 10.x / 11.x gates, tested with stand-in modules (TensorRT cannot be
 installed here): the missing-package message, flags looked up by name, weak typing only on 10.x,
-the activation-memory property per line, the Polygraphy import, the CUDA driver version and build
-progress lines."""
+the activation-memory property per line, the Polygraphy import and the CUDA driver version. Build
+progress lines: test_trt_progress.py."""
 
 import sys
 import types
@@ -12,7 +12,6 @@ import torch
 
 from basam_deploy.errors import BasamError
 from basam_deploy.tensorrt.device import cuda_driver_version, driver_version_tuple
-from basam_deploy.tensorrt.progress import ProgressPrinter
 from basam_deploy.tensorrt.trt_import import (
     Capabilities,
     import_polygraphy_trt,
@@ -169,24 +168,3 @@ def test_cuda_driver_version_from_cuda_python_or_torch(monkeypatch):
     assert cuda_driver_version() == (12, 2)  # cuda-python failed: PyTorch's answer
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert cuda_driver_version() is None
-
-
-def test_progress_printer_shows_top_phases_with_times_and_can_cancel():
-    lines = []
-    ticks = iter(range(100))
-    printer = ProgressPrinter(lines.append, max_depth=1, clock=lambda: float(next(ticks)))
-    printer.phase_start("Building engine", None, 3)
-    printer.phase_start("Tactic selection", "Building engine", 40)
-    printer.phase_start("Layer 17", "Tactic selection", 1)  # depth 2: not printed
-    assert printer.step_complete("Layer 17", 0) is True
-    printer.phase_finish("Layer 17")
-    printer.phase_finish("Tactic selection")
-    printer.phase_finish("Building engine")
-    assert lines == [
-        "  Building engine (3 steps) ...",
-        "    Tactic selection (40 steps) ...",
-        "    Tactic selection done in 2.0 s",
-        "  Building engine done in 4.0 s",
-    ]
-    printer.cancel()
-    assert printer.step_complete("Building engine", 1) is False

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from basam_deploy.cli import parse_size
 from basam_deploy.errors import BasamError
 from basam_deploy.tensorrt.profiles import (
     DECODER,
@@ -255,6 +254,3 @@ def test_small_parsers():
     for bad in ("1:2", "2:1:3", "0:1:1", "a:b:c"):
         with pytest.raises(BasamError, match="`points`"):
             parse_triple(bad, "points")
-    assert parse_size("512") == (512, 512) and parse_size("320x512") == (320, 512)
-    with pytest.raises(BasamError, match="not N or HxW"):
-        parse_size("12x")
