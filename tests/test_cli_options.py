@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 import basam_deploy
-from basam_deploy.cli import amg, demo, export, serve, trt
+from basam_deploy.cli import amg, demo, export, parse_size, serve, trt
 from basam_deploy.cli.flags import PARAMETER, RENAMED, flag, in_flags
 from basam_deploy.cli.options import (
     add_backend_options,
     add_model_options,
     add_size_range_options,
 )
+from basam_deploy.errors import BasamError
 
 PACKAGE = Path(basam_deploy.__file__).parent
 # Files that write another program's command line, whose flags are that program's own.
@@ -153,3 +154,10 @@ def test_every_parameter_the_library_names_is_a_flag():
 def test_in_flags(message, expected):
     assert in_flags(message) == expected
     assert flag("max_batch") == "--max-batch"
+
+
+def test_sizes_are_n_or_hxw():
+    """``--size`` values (basam-demo, basam-trt compare, bench): N is N x N, HxW height by width."""
+    assert parse_size("512") == (512, 512) and parse_size("320x512") == (320, 512)
+    with pytest.raises(BasamError, match="not N or HxW"):
+        parse_size("12x")
