@@ -69,7 +69,8 @@ def output_stats(actual: np.ndarray, reference: np.ndarray, is_mask: bool = Fals
     r = reference.astype(np.float64).ravel()
     ref_norm = np.linalg.norm(r)
     diff_norm = np.linalg.norm(a - r)
-    relative = diff_norm / ref_norm if ref_norm > 0 else float(diff_norm > 0) * np.inf
+    # An all-zero reference: equal is no error, anything else is infinitely far (0 * inf is NaN).
+    relative = diff_norm / ref_norm if ref_norm > 0 else (np.inf if diff_norm > 0 else 0.0)
     denominator = np.linalg.norm(a) * ref_norm
     cosine = float(a @ r / denominator) if denominator > 0 else float(diff_norm == 0)
     iou = None
