@@ -158,6 +158,7 @@ def not_an_image(folder: Path) -> Path:
         ([IMAGE, "--output", "no/such/folder/m.json"], "folder no/such/folder does not exist"),
         ([IMAGE, "--output", "."], "--output . is a folder"),
         ([IMAGE, "--overlay", "x.png", "--output", "x.png"], "are both x.png"),
+        ([IMAGE, "--overlay", "x.jpg"], "the overlay is a PNG; give a .png file name"),
         ([IMAGE, "--backend", "onnxruntime"], "needs"),
         ([IMAGE, "--max-size", "256"], "larger than this backend's largest side 256"),
         ([IMAGE, "--resolution", "5000"], "resolution 5000 is outside this backend's size range"),
@@ -233,3 +234,9 @@ def test_progress_is_one_redrawn_line_on_a_terminal_and_tenths_in_a_log():
     # Redrawn in place at most every REDRAW_S (the first and the last always), one final newline.
     assert 2 <= text.count("\r") < 1000 and text.endswith("\n") and text.count("\n") == 1
     assert text.rsplit("\r", 1)[1].startswith("basam-amg: [" + "#" * 30 + "] 100% step (1000/1000)")
+
+
+def test_the_default_output_is_the_image_stem_in_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = amg.build_parser().parse_args(["/data/scans/photo.v2.jpg"])
+    assert amg._outputs(args) == {"--output": Path("photo.v2.masks.json")}

@@ -191,9 +191,15 @@ def _check_output(path: Path, option: str, image: Path) -> None:
 
 
 def _outputs(args: argparse.Namespace) -> Dict[str, Path]:
-    output = args.output or Path(args.image.name).with_suffix("").with_suffix(OUTPUT_SUFFIX)
+    output = args.output or Path(
+        args.image.stem + OUTPUT_SUFFIX
+    )  # photo.v2.jpg: photo.v2.masks.json
     outputs = {"--output": output}
     if args.overlay is not None:
+        if args.overlay.suffix.lower() != ".png":
+            raise BasamError(
+                f"--overlay {args.overlay}: the overlay is a PNG; give a .png file name"
+            )
         outputs["--overlay"] = args.overlay
     for option, path in outputs.items():
         _check_output(path, option, args.image)
