@@ -32,7 +32,6 @@ from ..pipeline.transform import POINT_LABELS, ImageTransform
 ENCODER_MODEL = "basam_encoder"
 DECODER_MODEL = "basam_decoder"
 EMBEDDING_STRIDE = 16  # the image encoder's patch: embeddings are Hp/16 x Wp/16
-LOW_RES_STRIDE = 4  # the decoder's low-res masks are Hp/4 x Wp/4
 # 8192 x 8192: an upload of 200 MB and full-size masks of 67 MB per prompt and mask; a guard for
 # the server's memory, not a model limit (the resize policy brings every size into the model's range).
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
@@ -50,72 +49,42 @@ class TensorSpec:
     name: str
     dtype: type
     shape: Tuple[int, ...]
-    doc: str
     optional: bool = False
-
-    @property
-    def triton_dtype(self) -> str:
-        return {np.uint8: "UINT8", np.float32: "FP32", np.int32: "INT32", np.bool_: "BOOL"}[
-            self.dtype
-        ]
 
 
 def encoder_inputs() -> Tuple[TensorSpec, ...]:
-    return (TensorSpec("image", np.uint8, (-1, -1, 3), "H W 3 RGB, any size (channels last)"),)
+    return (TensorSpec("image", np.uint8, (-1, -1, 3)),)  # H W 3 RGB, any size (channels last)
 
 
 def encoder_outputs(embed_dim: int) -> Tuple[TensorSpec, ...]:
     return (
-        TensorSpec("image_embeddings", np.float32, (embed_dim, -1, -1), "C Hp/16 Wp/16"),
-        TensorSpec(
-            "image_sizes",
-            np.int32,
-            (3, 2),
-            "(H, W) original, (h, w) resized, (Hp, Wp) padded: pass to the decoder unchanged",
-        ),
+        TensorSpec("image_embeddings", np.float32, (embed_dim, -1, -1)),  # C Hp/16 Wp/16
+        # (H, W) original, (h, w) resized, (Hp, Wp) padded: passed to the decoder unchanged
+        TensorSpec("image_sizes", np.int32, (3, 2)),
     )
 
 
 def decoder_inputs(embed_dim: int) -> Tuple[TensorSpec, ...]:
-    embeddings, sizes = encoder_outputs(embed_dim)
+    embeddings, sizes = encoder_outputs(embed_dim)  # both from the encoder model
     return (
-        TensorSpec(embeddings.name, np.float32, embeddings.shape, "from basam_encoder"),
-        TensorSpec(sizes.name, np.int32, sizes.shape, "from basam_encoder"),
-        TensorSpec(
-            "point_coords",
-            np.float32,
-            (-1, -1, 2),
-            "P N 2: x, y in original-image pixels, x in [0, W], y in [0, H]",
-            optional=True,
-        ),
-        TensorSpec(
-            "point_labels",
-            np.int32,
-            (-1, -1),
-            "P N: 1 foreground, 0 background, -1 padding (prompts of unequal length)",
-            optional=True,
-        ),
-        TensorSpec(
-            "boxes", np.float32, (-1, 4), "P 4: x0 y0 x1 y1 original-image pixels", optional=True
-        ),
-        TensorSpec(
-            "mask_input",
-            np.float32,
-            (-1, 1, -1, -1),
-            "P 1 Hp/4 Wp/4: an earlier low_res_logits mask, one per prompt",
-            optional=True,
-        ),
-        TensorSpec(
-            "multimask_output", np.bool_, (1,), "3 masks per prompt (default) or 1", optional=True
-        ),
+        embeddings,
+        sizes,
+        # P N 2: x, y in original-image pixels, x in [0, W], y in [0, H]
+        TensorSpec("point_coords", np.float32, (-1, -1, 2), optional=True),
+        # P N: 1 foreground, 0 background, -1 padding (prompts of unequal length)
+        TensorSpec("point_labels", np.int32, (-1, -1), optional=True),
+        TensorSpec("boxes", np.float32, (-1, 4), optional=True),  # P 4: x0 y0 x1 y1, pixels
+        # P 1 Hp/4 Wp/4: an earlier low_res_logits mask, one per prompt
+        TensorSpec("mask_input", np.float32, (-1, 1, -1, -1), optional=True),
+        TensorSpec("multimask_output", np.bool_, (1,), optional=True),  # 3 masks (default) or 1
     )
 
 
 def decoder_outputs() -> Tuple[TensorSpec, ...]:
     return (
-        TensorSpec("masks", np.bool_, (-1, -1, -1, -1), "P K H W at the original size"),
-        TensorSpec("iou_predictions", np.float32, (-1, -1), "P K"),
-        TensorSpec("low_res_logits", np.float32, (-1, -1, -1, -1), "P K Hp/4 Wp/4"),
+        TensorSpec("masks", np.bool_, (-1, -1, -1, -1)),  # P K H W at the original size
+        TensorSpec("iou_predictions", np.float32, (-1, -1)),  # P K
+        TensorSpec("low_res_logits", np.float32, (-1, -1, -1, -1)),  # P K Hp/4 Wp/4
     )
 
 
