@@ -38,7 +38,7 @@ except ImportError as exc:  # any ImportError: a broken install skips too, with 
 
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from basam_deploy import Predictor, build_sam  # noqa: E402
+from basam_deploy import BasamError, Predictor, build_sam  # noqa: E402
 from basam_deploy.serving import protocol  # noqa: E402
 from basam_deploy.serving.server import (  # noqa: E402
     BasamServer,
@@ -644,6 +644,8 @@ def test_backend_failure_is_one_line_for_the_client(reference):
     request["point_labels"] = np.ones((1, 5, 1), np.int32)
     with pytest.raises(protocol.BackendError) as info:
         models.decode([request])
+    # A crash is no user error: a command meeting one keeps its traceback (cli.run re-raises).
+    assert not isinstance(info.value, BasamError)
     # What PyTriton sends: the exception formatted with its (hidden) traceback.
     text = "".join(traceback.format_exception(None, info.value, info.value.__traceback__))
     assert protocol.error_line(text) == (

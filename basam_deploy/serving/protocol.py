@@ -91,8 +91,9 @@ def decoder_outputs() -> Tuple[TensorSpec, ...]:
 # -- errors ---------------------------------------------------------------------------------------
 
 
-class ServedError(BasamError):
-    """An error sent back to a client as its error response.
+class ServedError(Exception):
+    """An error sent back to a client as its error response (not itself a user error: see its two
+    kinds below).
 
     PyTriton puts ``traceback.format_exception(e, e.__traceback__)`` into the response text; this
     class shows no traceback there, so the client's message has one line naming the problem (the
@@ -108,12 +109,14 @@ class ServedError(BasamError):
         pass  # the interpreter sets the real one through the C API; this only hides it from Python
 
 
-class RequestError(ServedError):
-    """The request is invalid: the client can fix it."""
+class RequestError(ServedError, BasamError):
+    """The request is invalid: the client can fix it (a user error, one line)."""
 
 
 class BackendError(ServedError):
-    """The backend (PyTorch, onnxruntime, TensorRT) failed on a valid request."""
+    """The backend (PyTorch, onnxruntime, TensorRT) failed on a valid request, or the server is
+    stopping: not a user error, so not a ``BasamError`` (a command that meets one keeps its
+    traceback; the server's log has the cause)."""
 
 
 _SERVED_LINE = re.compile(r"(?:RequestError|BackendError): (.*)")
