@@ -203,10 +203,11 @@ class Predictor:
         beside them). The accepted range is the span of the encoder's profiles; a size inside
         the span but in no single profile fails at the encoder with the runner's one-line error."""
         from .tensorrt.manifest import manifest_profiles, read_engine_manifest
+        from .tensorrt.plan import DECODER_ENGINE, ENCODER_ENGINE
         from .tensorrt.runtime import TensorRTRunner
 
         folder = Path(folder)
-        paths = [folder / "encoder.engine", folder / "decoder.engine"]
+        paths = [folder / ENCODER_ENGINE, folder / DECODER_ENGINE]
         ranges = [p["image"] for p in manifest_profiles(read_engine_manifest(paths[0]))]
         if not ranges:
             raise BasamError(f"{paths[0]} has no optimization profile: rebuild the engine")

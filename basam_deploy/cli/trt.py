@@ -183,8 +183,10 @@ def check_built_engine(plan) -> None:
     from ..export.manifest import ExportManifest
 
     folder = plan.onnx.parent
-    encoder = plan.output if plan.graph == "encoder" else plan.output.with_name("encoder.engine")
-    decoder = plan.output if plan.graph == "decoder" else plan.output.with_name("decoder.engine")
+    from ..tensorrt.plan import DECODER_ENGINE, ENCODER_ENGINE
+
+    encoder = plan.output if plan.graph == "encoder" else plan.output.with_name(ENCODER_ENGINE)
+    decoder = plan.output if plan.graph == "decoder" else plan.output.with_name(DECODER_ENGINE)
     if not encoder.is_file():
         print(f"parity skipped: build the encoder engine ({encoder.name}) to check the decoder")
         return

@@ -21,13 +21,12 @@ from ..export.parity_check import onnxruntime_side, torch_side
 from ..parity import Side
 from ..runners.providers import DEFAULT_PROVIDERS
 from ..tensorrt.manifest import read_engine_manifest
-from ..tensorrt.plan import ENGINE_SUFFIX, engine_manifest_path
+from ..tensorrt.plan import DECODER_ENGINE, ENCODER_ENGINE, ENGINE_SUFFIX, engine_manifest_path
 from ..weights import DEFAULT as DEFAULT_CHECKPOINT
 from ..weights import resolve_checkpoint
 from .engines import engine_side
 from .model import ModelSpec, build_model, spec_from_manifest
 
-ENCODER_ENGINE, DECODER_ENGINE = "encoder" + ENGINE_SUFFIX, "decoder" + ENGINE_SUFFIX
 KINDS = ("pytorch", "onnx", "engine")
 
 

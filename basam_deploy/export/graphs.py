@@ -11,6 +11,8 @@ from torch import nn
 
 from ..modeling import BasamSam
 
+# The graphs' file names in an export folder (their engines: tensorrt.plan.ENCODER_ENGINE...).
+ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
 ENCODER_INPUTS = ("image",)
 ENCODER_OUTPUTS = ("image_embeddings",)
 DECODER_INPUTS = (

@@ -40,7 +40,7 @@ from ..onnx_types import value_types
 from ..parity import ParityReport
 from ..pipeline.transform import DEFAULT_MAX_SIZE
 from . import fused_op, parity_check
-from .graphs import DecoderGraph, EncoderGraph
+from .graphs import DECODER_FILE, ENCODER_FILE, DecoderGraph, EncoderGraph
 from .manifest import TOOL, ExportFile, ExportManifest, ParityRecord, SizeRange, TensorRecord
 from .op_check import BASAM_PLUGIN_OPS, check_tensorrt_ops
 from .precision import check_precision_policy, precision_summary, to_mixed_fp16
@@ -54,7 +54,7 @@ SUPPORTED_OPSETS = (18, 19, 20)
 PRECISIONS = ("fp32", "fp16")
 BIAS_MODES = ("subgraph", "plugin")
 DEFAULT_MIN_SIZE = 256
-ENCODER_FILE, DECODER_FILE, PARITY_FILE = "encoder.onnx", "decoder.onnx", "parity.json"
+PARITY_FILE = "parity.json"
 # Every name an export may write (weights beside a graph over 2 GiB: ``save_checked``).
 OUTPUT_NAMES = (
     ENCODER_FILE,

@@ -12,8 +12,10 @@ from ..parity import Case, ParityReport, Side, compare_sides
 from ..runners import OnnxRuntimeRunner, TorchRunner
 from ..runners.providers import DEFAULT_PROVIDERS, short_names
 from .graphs import (
+    DECODER_FILE,
     DECODER_INPUTS,
     DECODER_OUTPUTS,
+    ENCODER_FILE,
     ENCODER_INPUTS,
     ENCODER_OUTPUTS,
     DecoderGraph,
@@ -44,8 +46,8 @@ def onnxruntime_side(
 ) -> Side:
     """encoder.onnx and decoder.onnx of an export folder in onnxruntime. A ``bias='plugin'``
     encoder runs its BasamAttention nodes through the onnxruntime-extensions reference op."""
-    encoder = OnnxRuntimeRunner(Path(folder) / "encoder.onnx", providers=providers)
-    decoder = OnnxRuntimeRunner(Path(folder) / "decoder.onnx", providers=providers)
+    encoder = OnnxRuntimeRunner(Path(folder) / ENCODER_FILE, providers=providers)
+    decoder = OnnxRuntimeRunner(Path(folder) / DECODER_FILE, providers=providers)
     label = f"onnxruntime ({precision}, {short_names(encoder.providers)})"
     return Side(label, encoder, decoder, precision)
 

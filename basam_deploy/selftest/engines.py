@@ -13,7 +13,7 @@ from ..export.manifest import ExportManifest
 from ..parity import Case, ParityReport
 from ..tensorrt.builder import build_engine
 from ..tensorrt.manifest import manifest_profiles, read_engine_manifest
-from ..tensorrt.plan import BuildPlan
+from ..tensorrt.plan import DECODER_ENGINE, ENCODER_ENGINE, BuildPlan
 from ..tensorrt.profiles import select_profile
 
 
@@ -51,8 +51,8 @@ def engine_parity(
     one activation of each engine, so consecutive cases switch profiles inside one context."""
     return check_engines(
         folder,
-        folder / "encoder.engine",
-        folder / "decoder.engine",
+        folder / ENCODER_ENGINE,
+        folder / DECODER_ENGINE,
         sam=sam_from_export(ExportManifest.read(folder)),
         cases=cases,
         progress=progress,

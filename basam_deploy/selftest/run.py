@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 from ..errors import BasamError
-from ..tensorrt.plan import BuildPlan
+from ..tensorrt.plan import ENCODER_ENGINE, BuildPlan
 from . import engines, graphs, sample
 from .report import FAIL, PASS, SKIP, Check, SelftestReport
 from .versions import collect_versions
@@ -111,7 +111,7 @@ def _engines(name: str, plans, trt, report: SelftestReport, progress: Progress) 
             _run(report, f"tensorrt {name} vs {label}", _parity(lambda k=key: results[k]), progress)
 
     def switching() -> str:
-        sequence = engines.profile_sequence(folder / "encoder.engine", cases)
+        sequence = engines.profile_sequence(folder / ENCODER_ENGINE, cases)
         switches = sum(a != b for a, b in zip(sequence, sequence[1:]))
         if switches < 2 or not all(results.values()):
             raise CheckError(f"profiles {sequence}: {switches} switches, parity failed above")

@@ -26,6 +26,7 @@ import onnx
 
 from .. import fused_op_contract
 from ..errors import BasamError
+from ..export.graphs import DECODER_FILE, ENCODER_FILE
 from ..export.manifest import ExportManifest, SizeRange, read_export
 from ..kernels.ptx import DEFAULT_PTX_VERSION, minimum_driver_for_ptx
 from ..onnx_types import value_types
@@ -51,6 +52,9 @@ PRECISIONS = ("fp32", "fp16")
 STRONGLY_TYPED, WEAKLY_TYPED_FP16 = "strongly-typed", "weakly-typed-fp16"
 OPT_LEVELS = range(0, 6)  # IBuilderConfig.builder_optimization_level: 0..5, TensorRT's default 3
 ENGINE_SUFFIX = ".engine"
+# Where basam-trt build writes them by default: beside their ONNX, named after it.
+ENCODER_ENGINE = Path(ENCODER_FILE).with_suffix(ENGINE_SUFFIX).name
+DECODER_ENGINE = Path(DECODER_FILE).with_suffix(ENGINE_SUFFIX).name
 _UNITS = {"": 2**20, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30}  # trtexec's: no suffix = MiB
 
 

@@ -10,7 +10,14 @@ import onnx
 
 from ...artifacts import MANIFEST, sha256
 from ...errors import BasamError
-from ...export.graphs import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
+from ...export.graphs import (
+    DECODER_FILE,
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    ENCODER_FILE,
+    ENCODER_INPUTS,
+    ENCODER_OUTPUTS,
+)
 from ...export.manifest import ExportManifest, TensorRecord, read_export
 from ...fused_op_contract import plugin_nodes
 from ...onnx_types import value_types
@@ -19,7 +26,7 @@ from ..profiles import DECODER, ENCODER
 from .model import BACKENDS, ONNX, TENSORRT, GraphSource, Tensor
 
 ENGINE_SUFFIXES = (".engine", ".plan")
-EXPORT_FILES = {ENCODER: "encoder.onnx", DECODER: "decoder.onnx"}
+EXPORT_FILES = {ENCODER: ENCODER_FILE, DECODER: DECODER_FILE}
 # numpy dtype names (as the manifests and onnx.helper write them) -> Triton's model-config types.
 TRITON_TYPES = {
     "bool": "TYPE_BOOL",
