@@ -129,7 +129,7 @@ class MaskGenerator:
         return data
 
     def _process_crop(
-        self, image: np.ndarray, crop_box: List[int], layer: int, steps
+        self, image: np.ndarray, crop_box: List[int], layer: int, steps: "_Steps"
     ) -> amg.MaskData:
         """One crop: its embedding once, its layer's point grid in batches, NMS within the crop;
         boxes and points returned in image pixels."""

@@ -3,15 +3,15 @@
 Hand-written because segment-anything's mask generator calls ``torchvision.ops.batched_nms``, and
 torchvision does not import beside the CPU torch wheel this project installs (``operator
 torchvision::nms does not exist``); onnxruntime's ``NonMaxSuppression`` would need a session and a
-graph for a few lines of arithmetic. What SAM's results depend on, reproduced here (read from torchvision 0.29's ``ops/boxes.py`` and
-``csrc/ops/cpu/nms_kernel.cpp``):
+graph for a few lines of arithmetic. What SAM's results depend on, reproduced here (read from
+torchvision 0.29's ``ops/boxes.py`` and ``csrc/ops/cpu/nms_kernel.cpp``):
 
 - boxes x0 y0 x1 y1 and scores in float32; area ``(x1 - x0) * (y1 - y0)`` (no +1);
   ``iou = inter / (area_i + area_j - inter)`` in float32, compared as a double: a box is suppressed
   when its IoU with a kept, higher-ranked box is ``> iou_threshold`` (NaN, two empty boxes: kept);
 - the rank: scores descending, ties in index order (the kernel's ``sort(stable=true)`` in 0.29's
-  stable-ABI kernel; older releases sorted unstably). Ties matter: SAM's crop NMS gives every mask of a crop the same score and
-  small-region removal scores 0 or 1;
+  stable-ABI kernel; older releases sorted unstably). Ties matter: SAM's crop NMS gives every mask
+  of a crop the same score and small-region removal scores 0 or 1;
 - output: kept indices by rank; above 1000 boxes (``boxes.numel() > 4000`` on the CPU) torchvision
   switches to its per-category path, which returns the same set re-sorted by
   ``scores[kept ascending].sort(descending=True)``: torch's default, unstable sort, whose order of
