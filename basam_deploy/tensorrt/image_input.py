@@ -1,6 +1,7 @@
-"""An image file as the encoder's input: ``image`` [1, 3, H, W], normalized and padded as
-``BasamSam.preprocess`` does it (segment-anything's pixel mean and std, bottom/right padding to a
-multiple of 16). Reads ``.npy`` (H x W x 3) always, PNG/JPEG where Pillow is installed."""
+"""An image file as the encoder's input: ``image`` [1, 3, H, W], resized, normalized and padded by
+``pipeline.transform.ImageTransform`` (the Predictor's one path: PIL bilinear on the uint8 image,
+segment-anything's pixel mean and std, bottom/right padding to a multiple of 16). Reads ``.npy``
+(H x W x 3, values 0-255) always, PNG/JPEG where Pillow is installed."""
 
 from pathlib import Path
 from typing import Optional, Tuple
@@ -8,14 +9,11 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import BasamError
-
-# segment-anything's Sam defaults (pixel_mean, pixel_std), RGB, 0-255.
-PIXEL_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
-PIXEL_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+from ..pipeline.transform import ImageTransform
 
 
 def load_image(path: Path) -> np.ndarray:
-    """H x W x 3 float32 RGB in 0-255."""
+    """H x W x 3 uint8 RGB."""
     path = Path(path)
     if not path.is_file():
         raise BasamError(f"image not found: {path}")
@@ -36,31 +34,25 @@ def load_image(path: Path) -> np.ndarray:
             raise BasamError(f"{path} is not a readable image ({exc})") from None
     if array.ndim != 3 or array.shape[2] != 3:
         raise BasamError(f"{path}: expected H x W x 3 (RGB), got shape {array.shape}")
-    return array.astype(np.float32)
-
-
-def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
-    """Bilinear resize so that max(H, W) == long_side (aspect kept), with torch's interpolate."""
-    import torch
-
-    height, width = image.shape[:2]
-    scale = long_side / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-    out = torch.nn.functional.interpolate(tensor, size=size, mode="bilinear", align_corners=False)
-    return out[0].permute(1, 2, 0).numpy()
+    if array.dtype != np.uint8:
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
+            raise BasamError(f"{path}: expected RGB values 0-255, got {array.min()}..{array.max()}")
+        array = np.rint(array).astype(np.uint8)
+    return array
 
 
 def encoder_input(
     image: np.ndarray, patch: int = 16, long_side: Optional[int] = None
 ) -> Tuple[np.ndarray, Tuple[int, int]]:
-    """(image [1, 3, H, W] float32, (h, w) before padding): normalized, padded to multiples of
-    ``patch`` at the bottom and right."""
-    if long_side:
-        image = resize_long_side(image, long_side)
-    height, width = image.shape[:2]
-    padded = ((height + patch - 1) // patch * patch, (width + patch - 1) // patch * patch)
-    normalized = (image - PIXEL_MEAN) / PIXEL_STD
-    out = np.zeros((1, 3, *padded), dtype=np.float32)
-    out[0, :, :height, :width] = normalized.transpose(2, 0, 1)
-    return out, (height, width)
+    """(image [1, 3, Hp, Wp] float32, (h, w) before padding): H x W x 3 uint8 resized to
+    ``long_side`` (None: its own size), normalized, padded to multiples of ``patch``."""
+    original = image.shape[:2]
+    transform = ImageTransform.plan(
+        original,
+        min_size=patch,
+        max_size=max(*original, long_side or 0),  # any size: the engine's profiles decide
+        multiple_of=patch,
+        resolution=long_side,
+        padding="minimal",
+    )
+    return transform.model_input(image), transform.resized
