@@ -16,6 +16,7 @@ from pycocotools import mask as coco_mask
 
 from basam_deploy import BasamError, MaskGenerator, Predictor, build_sam
 from basam_deploy.amg import batch
+from basam_deploy.pipeline.transform import ImageTransform
 
 # Lower thresholds than SAM's defaults (tuned for ViT-H), so that the tiny model gives masks
 # worth comparing.
@@ -127,13 +128,24 @@ def test_progress_counts_embeddings_and_point_batches(masks_uncompressed):
 def test_upscaling_in_chunks_changes_nothing(
     torch_predictor, small, masks_uncompressed, monkeypatch
 ):
-    """One mask per upscale chunk (as at 4096 x 4096) gives the same records as whole batches."""
+    """Two masks per upscale chunk (as at 4096 x 4096) give the same records as whole batches, and
+    no call brings more than the chunk's masks to full size (what bounds the memory)."""
     records, _ = masks_uncompressed
-    monkeypatch.setattr(batch, "UPSCALE_PIXELS", 1)
+    height, width = small.shape[:2]
+    monkeypatch.setattr(batch, "UPSCALE_PIXELS", 2 * height * width)
+    upscaled = []
+    masks_to_image = ImageTransform.masks_to_image
+
+    def recording(transform, low_res):
+        upscaled.append(len(low_res))
+        return masks_to_image(transform, low_res)
+
+    monkeypatch.setattr(ImageTransform, "masks_to_image", recording)
     generator = MaskGenerator(
         torch_predictor, points_per_side=6, output_mode="uncompressed_rle", **SETTINGS
     )
     assert generator.generate(small) == records
+    assert max(upscaled) == 2 and len(upscaled) >= 3, upscaled
 
 
 def components(mask: np.ndarray) -> list:
