@@ -1,5 +1,7 @@
-"""``basam-web``: an interactive segmentation page on loopback; the image is encoded on the server,
-the decoder runs in the browser (onnxruntime-web, WebAssembly). docs/web.md.
+"""``basam-web``: an interactive segmentation page, encoder on the server, decoder in the browser.
+
+The page is served on loopback; each image is encoded once on the server, and the decoder runs in
+the browser per click (onnxruntime-web, WebAssembly). docs/web.md.
 
 A thin shell over ``basam_deploy.web``: the model is a basam-export folder (encoder.onnx on
 onnxruntime here, decoder.onnx sent to the page).

@@ -4,16 +4,17 @@
 //
 // transform: the server's ImageTransform numbers (basam_deploy/web/model.py): sizes are [H, W]:
 //   original (the image), resized (aspect kept), padded (the model input, multiples of 16);
-//   coords "sam" or "pixel_centers" (basam_deploy/pipeline/transform.py).
+//   coords, the prompt convention (basam_deploy/pipeline/transform.py).
 
-// ImageTransform.to_model_coords: x, y original-image pixels -> pixels of the padded model input.
+// ImageTransform.to_model_coords with coords="sam" (SamPredictor's, the Predictor's default and what
+// basam-web's Predictor uses): x, y original-image pixels -> pixels of the padded model input.
 export function toModelCoords(transform, x, y) {
+  if (transform.coords !== "sam") {
+    throw new Error(`the server's coordinate convention ${transform.coords} is not one this page knows`);
+  }
   const sx = transform.resized[1] / transform.original[1];
   const sy = transform.resized[0] / transform.original[0];
-  if (transform.coords === "pixel_centers") {
-    return [(x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5];
-  }
-  return [x * sx, y * sy]; // "sam": ResizeLongestSide.apply_coords
+  return [x * sx, y * sy]; // ResizeLongestSide.apply_coords
 }
 
 // Predictor.predict's decoder inputs for one prompt: points [{x, y, label}] (label 1 foreground,
@@ -87,16 +88,21 @@ function bilinear(src, inH, inW, outH, outW, keepH, keepW) {
   return out;
 }
 
-// ImageTransform.masks_to_image for one mask, then Predictor's threshold (logits > 0):
-// lowRes: Float32Array Hp/4 x Wp/4 logits -> Uint8Array H x W of 0/1 at the original size.
-// Upscale to the padded input, crop to the resized image, resize to the original.
-export function maskToImage(lowRes, transform) {
+// ImageTransform.masks_to_image for one mask: lowRes, Float32Array Hp/4 x Wp/4 logits ->
+// Float32Array H x W logits at the original size. Upscale to the padded input, crop to the resized
+// image, resize to the original.
+export function maskLogits(lowRes, transform) {
   const [hp, wp] = transform.padded;
   const [h, w] = transform.resized;
   const [H, W] = transform.original;
-  let logits = bilinear(lowRes, hp / 4, wp / 4, hp, wp, h, w);
-  if (h !== H || w !== W) logits = bilinear(logits, h, w, H, W, H, W);
-  const bits = new Uint8Array(H * W);
+  const logits = bilinear(lowRes, hp / 4, wp / 4, hp, wp, h, w);
+  return h === H && w === W ? logits : bilinear(logits, h, w, H, W, H, W);
+}
+
+// maskLogits, then the Predictor's threshold (logits > 0): Uint8Array H x W of 0/1.
+export function maskToImage(lowRes, transform) {
+  const logits = maskLogits(lowRes, transform);
+  const bits = new Uint8Array(logits.length);
   for (let i = 0; i < bits.length; i++) bits[i] = logits[i] > 0 ? 1 : 0;
   return bits;
 }
