@@ -314,6 +314,24 @@ def test_a_server_that_stops_answering_gives_one_message(spare_page):
     assert state(page)["message"] == ""
 
 
+def test_an_image_dropped_on_the_page_opens(spare_page):
+    page = spare_page
+    transfer = page.evaluate_handle(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+            return transfer;
+        }""",
+        base64.b64encode(SAMPLE.read_bytes()).decode(),
+    )
+    page.dispatch_event("#stage", "drop", {"dataTransfer": transfer})
+    page.wait_for_function(
+        "(s => s.image && s.image.name === 'dropped.jpg' && !s.busy)(window.basam.state())"
+    )
+    assert state(page)["image"]["transform"]["original"] == [256, 384]
+
+
 def test_a_browser_without_webassembly_is_told_so(browser, server):
     page = open_page(browser, server.url, init_script="delete window.WebAssembly;")
     page.wait_for_function("window.basam && window.basam.state().message !== ''")
