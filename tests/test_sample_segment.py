@@ -13,7 +13,6 @@ from PIL import Image
 from test_output_folders import needs_capsh, without_dac_override
 
 from basam_deploy import BasamError, build_sam
-from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.weights import SHIPPED, resolve_checkpoint, shipped_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,19 +33,10 @@ def segment():
 
 
 @pytest.fixture(scope="module")
-def onnx_folder(tmp_path_factory):
+def onnx_folder(tiny_export):
     """The default model exported as the README's first command does (max side 1024 to keep the
     test's encoder small)."""
-    folder = tmp_path_factory.mktemp("sample") / "onnx"
-    sam = build_sam("tiny", "basam")
-    export_onnx(
-        sam,
-        folder,
-        ExportOptions(max_size=1024, check=False),
-        checkpoint=shipped_checkpoint("tiny"),
-        progress=lambda s: None,
-    )
-    return folder
+    return tiny_export(record_checkpoint=True, max_size=1024, check=False).folder  # as test_compare
 
 
 def read_mask(path: Path) -> np.ndarray:
