@@ -1,7 +1,9 @@
 """Deciding every model configuration of the repository from the source folder and the options:
-the encoder and decoder models (``_graph_model``), the ensemble (``_ensemble_model``), the whole
-``RepoPlan`` (``plan_triton_repo``). The docstrings below say why each decision is made."""
+the encoder and decoder models (``_graph_model``: the graph's part, then ``_tensorrt_serving`` or
+``_onnx_serving``), the ensemble (``_ensemble_model``), the whole ``RepoPlan``
+(``plan_triton_repo``). The docstrings below say why each decision is made."""
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Mapping, Optional, Tuple, Union
 
@@ -127,6 +129,122 @@ GRAPH_ROLE = {
 }
 
 
+@dataclass(frozen=True)
+class _Serving:
+    """What the backend decides for one graph model: its parameters and comments (after the
+    graph's own), its files, where its instances run, and its profiles."""
+
+    parameters: Tuple[Tuple[str, str], ...]
+    comments: Tuple[str, ...]
+    files: Tuple[Tuple[Path, str], ...]
+    instance_kind: str
+    profiles: Tuple[str, ...] = ()
+
+
+def _graph_comments(source: GraphSource, name: str, max_batch: int) -> List[str]:
+    """What the graph is and what its batch axis means, whatever the backend."""
+    comments = [f"{name}: {GRAPH_ROLE[source.graph]}, from {source.file.name}."]
+    if source.graph != ENCODER:
+        comments.append(
+            "max_batch_size 0: image_embeddings has batch 1 while point_coords, point_labels, "
+            "mask_input and has_mask_input share the prompt axis, so no axis is a batch of whole "
+            "requests; one request = one image's embeddings with any number of prompts."
+        )
+        return comments
+    comments.append(
+        "image: normalized RGB (segment-anything's pixel mean and std), zero-padded at the "
+        "bottom and right to multiples of 16; the client resizes, normalizes and pads "
+        "(basam_deploy.pipeline.transform.ImageTransform.model_input)."
+    )
+    comments.append(
+        f"max_batch_size {max_batch}: "
+        + (
+            "the graph's first axis (batch) is shared by image and image_embeddings, so it is "
+            "Triton's batch dimension; the dynamic batcher joins requests of equal H x W only."
+            if max_batch > 0
+            else "Triton's batching is off (`max_batch=0` or no shared batch axis); dims "
+            "carry the batch axis explicitly."
+        )
+    )
+    return comments
+
+
+def _tensorrt_serving(source: GraphSource, max_batch: int, notes: List[str]) -> _Serving:
+    """An engine: its build (TensorRT version, GPU, precision, profiles, plugins), served on the
+    GPU with every profile listed."""
+    manifest = source.engine_manifest
+    assert manifest is not None  # sources.read_source gives every engine its manifest
+    gpu, precision = manifest.gpu, manifest.precision
+    plugin, warning = _plugin_text(manifest)
+    if warning:
+        notes.append(f"{source.file.name}: {warning}")
+    parameters = [
+        ("basam_tensorrt_version", manifest.tensorrt_version),
+        (
+            "basam_gpu",
+            f"{gpu.name} (compute capability {gpu.compute_capability})" if gpu else "unknown",
+        ),
+        ("basam_precision", f"{precision.route} from the {precision.onnx.upper()} ONNX"),
+        ("basam_profiles", describe_profiles(list(source.profiles))),
+        ("basam_plugin", plugin),
+    ]
+    comments = [
+        f"Built with TensorRT {manifest.tensorrt_version} for compute capability "
+        f"{gpu.compute_capability if gpu else '?'}: serve it with a Triton release built on that "
+        f"TensorRT version, on a GPU of that compute capability.",
+        "Optimization profiles (every one is listed in instance_group, else Triton uses only "
+        "#0; per request Triton takes the one nearest to the input shapes among those that "
+        "contain them):",
+        *profile_lines(source),
+    ]
+    if len(source.profiles) > 1:
+        # Triton makes one execution context per listed profile; STATIC would give each the
+        # activation memory of the largest profile, ON_PROFILE_CHANGE only its own.
+        parameters.append(("execution_context_allocation_strategy", "ON_PROFILE_CHANGE"))
+        comments.append(
+            "execution_context_allocation_strategy ON_PROFILE_CHANGE: each profile's context "
+            "holds the activation memory of its own profile, not of the largest one."
+        )
+    for index, (low, _) in enumerate(profile_batches(source)):
+        if max_batch > 0 and low > 1:
+            notes.append(
+                f"profile #{index} of {source.file.name} needs batch >= {low}: smaller batches "
+                f"at its sizes fail"
+            )
+    return _Serving(
+        parameters=tuple(parameters),
+        comments=tuple(comments),
+        files=((source.file, MODEL_FILES[TENSORRT]),),
+        instance_kind="KIND_GPU",
+        profiles=tuple(str(i) for i in range(len(source.profiles))),
+    )
+
+
+def _onnx_serving(source: GraphSource, options: TritonRepoOptions, provenance: Mapping) -> _Serving:
+    """An ONNX graph: every size the export accepts, on the CPU or GPU as asked."""
+    sizes = provenance.get("size_range") or {}
+    accepted = (
+        f"H and W multiples of {sizes.get('multiple_of')} in {sizes.get('min')}-"
+        f"{sizes.get('max')} px"
+    )
+    model_file = MODEL_FILES[ONNX]
+    files = [(source.file, model_file)]
+    if source.extra_files:
+        # Triton loads an ONNX with external data from a folder named model.onnx holding
+        # model.onnx and the data files under the names the graph refers to.
+        files = [(source.file, f"{model_file}/{model_file}")]
+        files += [(p, f"{model_file}/{p.name}") for p in source.extra_files]
+    return _Serving(
+        parameters=(
+            ("basam_sizes", accepted),
+            ("basam_plugin", "none (onnxruntime runs the graph as exported)"),
+        ),
+        comments=(f"onnxruntime accepts every size the export accepts: {accepted}.",),
+        files=tuple(files),
+        instance_kind="KIND_CPU" if options.kind == "cpu" else "KIND_GPU",
+    )
+
+
 def _graph_model(
     source: GraphSource,
     name: str,
@@ -136,122 +254,30 @@ def _graph_model(
     provenance: Mapping,
     notes: List[str],
 ) -> ModelPlan:
-    batching = max_batch > 0
-    comments = [f"{name}: {GRAPH_ROLE[source.graph]}, from {source.file.name}."]
-    parameters = [
+    """The encoder's or decoder's model: the graph's comments, then the backend's decisions."""
+    if backend == TENSORRT:
+        serving = _tensorrt_serving(source, max_batch, notes)
+    else:
+        serving = _onnx_serving(source, options, provenance)
+    parameters = (
         ("basam_graph", source.graph),
         ("basam_source", f"{source.file.name} sha256 {source.sha256}"),
         ("basam_export", _export_text(provenance.get("export"))),
-    ]
-    if source.graph == ENCODER:
-        comments.append(
-            "image: normalized RGB (segment-anything's pixel mean and std), zero-padded at the "
-            "bottom and right to multiples of 16; the client resizes, normalizes and pads "
-            "(basam_deploy.pipeline.transform.ImageTransform.model_input)."
-        )
-        comments.append(
-            f"max_batch_size {max_batch}: "
-            + (
-                "the graph's first axis (batch) is shared by image and image_embeddings, so it is "
-                "Triton's batch dimension; the dynamic batcher joins requests of equal H x W only."
-                if batching
-                else "Triton's batching is off (`max_batch=0` or no shared batch axis); dims "
-                "carry the batch axis explicitly."
-            )
-        )
-    else:
-        comments.append(
-            "max_batch_size 0: image_embeddings has batch 1 while point_coords, point_labels, "
-            "mask_input and has_mask_input share the prompt axis, so no axis is a batch of whole "
-            "requests; one request = one image's embeddings with any number of prompts."
-        )
-    files: List[Tuple[Path, str]]
-    if backend == TENSORRT:
-        manifest = source.engine_manifest
-        assert manifest is not None  # sources.read_source gives every engine its manifest
-        gpu, precision = manifest.gpu, manifest.precision
-        plugin, warning = _plugin_text(manifest)
-        if warning:
-            notes.append(f"{source.file.name}: {warning}")
-        parameters += [
-            ("basam_tensorrt_version", manifest.tensorrt_version),
-            (
-                "basam_gpu",
-                f"{gpu.name} (compute capability {gpu.compute_capability})" if gpu else "unknown",
-            ),
-            (
-                "basam_precision",
-                f"{precision.route} from the {precision.onnx.upper()} ONNX",
-            ),
-            ("basam_profiles", describe_profiles(list(source.profiles))),
-            ("basam_plugin", plugin),
-        ]
-        comments.append(
-            f"Built with TensorRT {manifest.tensorrt_version} for compute capability "
-            f"{gpu.compute_capability if gpu else '?'}: serve it with a Triton release built on that "
-            f"TensorRT version, on a GPU of that compute capability."
-        )
-        comments.append(
-            "Optimization profiles (every one is listed in instance_group, else Triton uses only "
-            "#0; per request Triton takes the one nearest to the input shapes among those that "
-            "contain them):"
-        )
-        comments += profile_lines(source)
-        if len(source.profiles) > 1:
-            # Triton makes one execution context per listed profile; STATIC would give each the
-            # activation memory of the largest profile, ON_PROFILE_CHANGE only its own.
-            parameters.append(("execution_context_allocation_strategy", "ON_PROFILE_CHANGE"))
-            comments.append(
-                "execution_context_allocation_strategy ON_PROFILE_CHANGE: each profile's context "
-                "holds the activation memory of its own profile, not of the largest one."
-            )
-        files = [(source.file, MODEL_FILES[TENSORRT])]
-        kind = "KIND_GPU"
-        profiles = tuple(str(i) for i in range(len(source.profiles)))
-        for index, (low, _) in enumerate(profile_batches(source)):
-            if batching and low > 1:
-                notes.append(
-                    f"profile #{index} of {source.file.name} needs batch >= {low}: smaller batches "
-                    f"at its sizes fail"
-                )
-    else:
-        sizes = provenance.get("size_range") or {}
-        parameters += [
-            (
-                "basam_sizes",
-                f"H and W multiples of {sizes.get('multiple_of')} in {sizes.get('min')}-"
-                f"{sizes.get('max')} px",
-            ),
-            ("basam_plugin", "none (onnxruntime runs the graph as exported)"),
-        ]
-        comments.append(
-            "onnxruntime accepts every size the export accepts: H and W multiples of "
-            f"{sizes.get('multiple_of')} in {sizes.get('min')}-{sizes.get('max')} px."
-        )
-        model_file = MODEL_FILES[ONNX]
-        if source.extra_files:
-            # Triton loads an ONNX with external data from a folder named model.onnx holding
-            # model.onnx and the data files under the names the graph refers to.
-            files = [(source.file, f"{model_file}/{model_file}")]
-            files += [(p, f"{model_file}/{p.name}") for p in source.extra_files]
-        else:
-            files = [(source.file, model_file)]
-        kind = "KIND_CPU" if options.kind == "cpu" else "KIND_GPU"
-        profiles = ()
+    )
     return ModelPlan(
         name=name,
         platform=PLATFORMS[backend],
         max_batch_size=max_batch,
         inputs=source.inputs,
         outputs=source.outputs,
-        instance_kind=kind,
+        instance_kind=serving.instance_kind,
         instances=options.instances,
-        profiles=profiles,
+        profiles=serving.profiles,
         # With max_batch_size 1 the batcher could only ever form batches of one.
         dynamic_batching=max_batch > 1,
-        parameters=tuple(parameters),
-        comments=tuple(comments),
-        files=tuple(files),
+        parameters=parameters + serving.parameters,
+        comments=tuple(_graph_comments(source, name, max_batch)) + serving.comments,
+        files=serving.files,
     )
 
 

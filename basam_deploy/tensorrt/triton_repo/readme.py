@@ -1,5 +1,7 @@
 """The README.md at the repository's root: what each model does, how to serve and call it."""
 
+from typing import List
+
 from ..._version import __version__
 from ...artifacts import MANIFEST
 from .model import TENSORRT, TOOL, RepoPlan, Tensor
@@ -10,25 +12,38 @@ def _shape_text(t: Tensor) -> str:
     return f"{t.name} {t.data_type[5:]} [{', '.join(map(str, t.shape))}]"
 
 
-def repo_readme(plan: RepoPlan) -> str:
-    """The README.md written at the repository's root."""
-    encoder, decoder, ensemble = plan.models
-    if plan.backend == TENSORRT:
-        trt = plan.provenance.get("tensorrt")
-        gpu = plan.provenance.get("gpu") or {}
-        serve = (
-            f"The plans were built with TensorRT {trt} for compute capability "
-            f"{gpu.get('compute_capability', '?')} ({gpu.get('name', 'unknown GPU')}). Serve them "
-            f"with the Triton Inference Server release whose TensorRT is {trt} (NVIDIA's framework "
-            f"support matrix lists it per release), on a GPU of that compute capability; anything "
-            f"else makes Triton refuse to load the plans: rebuild them there with basam-trt build."
-        )
-    else:
-        serve = (
+def _serving_section(plan: RepoPlan) -> List[str]:
+    """How to start Triton, and which Triton and GPU can serve the models: the plans' TensorRT
+    and compute capability, or onnxruntime's backend."""
+    start = [
+        "## Serving",
+        "",
+        "```bash",
+        "tritonserver --model-repository=$(pwd)   # from this folder",
+        "```",
+        "",
+    ]
+    encoder = plan.models[0]
+    if plan.backend != TENSORRT:
+        return start + [
             "The models are ONNX files for Triton's onnxruntime backend "
             f"({'on the CPU' if encoder.instance_kind == 'KIND_CPU' else 'on the GPU'})."
-        )
-    lines = [
+        ]
+    trt = plan.provenance.get("tensorrt")
+    gpu = plan.provenance.get("gpu") or {}
+    return start + [
+        f"The plans were built with TensorRT {trt} for compute capability "
+        f"{gpu.get('compute_capability', '?')} ({gpu.get('name', 'unknown GPU')}). Serve them "
+        f"with the Triton Inference Server release whose TensorRT is {trt} (NVIDIA's framework "
+        f"support matrix lists it per release), on a GPU of that compute capability; anything "
+        f"else makes Triton refuse to load the plans: rebuild them there with basam-trt build."
+    ]
+
+
+def _models_section(plan: RepoPlan) -> List[str]:
+    """The title, where the repository comes from, and the table of its models."""
+    encoder, decoder, ensemble = plan.models
+    return [
         "# BA-SAM Triton model repository",
         "",
         f"Written by `{TOOL}` (basam-deploy {__version__}) from `{plan.source.resolve()}`; "
@@ -43,15 +58,13 @@ def repo_readme(plan: RepoPlan) -> str:
         "max_batch_size 0 |",
         f"| `{ensemble.name}` | `ensemble` | {encoder.name} then {decoder.name}: one image and its "
         "prompts per request |",
-        "",
-        "## Serving",
-        "",
-        "```bash",
-        "tritonserver --model-repository=$(pwd)   # from this folder",
-        "```",
-        "",
-        serve,
-        "",
+    ]
+
+
+def _requests_section(plan: RepoPlan) -> List[str]:
+    """The ensemble's inputs and outputs, and what the client does around them."""
+    encoder, decoder, ensemble = plan.models
+    lines = [
         "## Requests",
         "",
         f"`{ensemble.name}` inputs (one image per request, any number P of prompts with N points):",
@@ -60,7 +73,7 @@ def repo_readme(plan: RepoPlan) -> str:
     lines += [f"- `{_shape_text(t)}`" for t in ensemble.inputs]
     lines += ["", "outputs:", ""]
     lines += [f"- `{_shape_text(t)}`" for t in ensemble.outputs]
-    lines += [
+    return lines + [
         "",
         "The client prepares the image and maps coordinates, as `basam_deploy.Predictor` does "
         "(`basam_deploy.pipeline.transform.ImageTransform`): resize with the aspect ratio kept, "
@@ -75,23 +88,34 @@ def repo_readme(plan: RepoPlan) -> str:
         f"`{decoder.name}` with the embeddings. (`basam-serve` serves the whole pipeline, raw "
         "images in, as `basam_encoder` / `basam_decoder`: another contract, other names.)",
     ]
+
+
+def _profiles_section(plan: RepoPlan) -> List[str]:
+    """The plans' optimization profiles and plugins (TensorRT only)."""
+    encoder, decoder, _ = plan.models
+    lines = [
+        "## Optimization profiles",
+        "",
+        "Every profile of each plan is listed in its `instance_group` (Triton would use only "
+        "profile 0 otherwise); Triton picks, per request, the profile nearest to the input "
+        "shapes among those that contain them. A shape outside every profile is refused.",
+        "",
+    ]
+    for graph in plan.graphs:
+        lines.append(f"`{graph.file.name}`:")
+        lines += ["", "```"] + [line[2:] for line in profile_lines(graph)] + ["```", ""]
+    lines.append(
+        f"Plugins: {encoder.name} {dict(encoder.parameters)['basam_plugin']}; "
+        f"{decoder.name} {dict(decoder.parameters)['basam_plugin']}."
+    )
+    return lines
+
+
+def repo_readme(plan: RepoPlan) -> str:
+    """The README.md written at the repository's root: its sections, in order."""
+    lines = _models_section(plan) + [""] + _serving_section(plan) + [""] + _requests_section(plan)
     if plan.backend == TENSORRT:
-        lines += [
-            "",
-            "## Optimization profiles",
-            "",
-            "Every profile of each plan is listed in its `instance_group` (Triton would use only "
-            "profile 0 otherwise); Triton picks, per request, the profile nearest to the input "
-            "shapes among those that contain them. A shape outside every profile is refused.",
-            "",
-        ]
-        for graph in plan.graphs:
-            lines.append(f"`{graph.file.name}`:")
-            lines += ["", "```"] + [line[2:] for line in profile_lines(graph)] + ["```", ""]
-        lines.append(
-            f"Plugins: {encoder.name} {dict(encoder.parameters)['basam_plugin']}; "
-            f"{decoder.name} {dict(decoder.parameters)['basam_plugin']}."
-        )
+        lines += [""] + _profiles_section(plan)
     if plan.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in plan.notes]
     return "\n".join(lines) + "\n"
