@@ -3,6 +3,7 @@
 names in a message (`min_size`) reported as a flag that exists (``cli/flags.py``)."""
 
 import argparse
+import importlib.util
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -20,6 +21,7 @@ from basam_deploy.cli.options import (
 from basam_deploy.errors import BasamError
 
 PACKAGE = Path(basam_deploy.__file__).parent
+SAMPLE = PACKAGE.parent / "samples" / "python" / "segment.py"
 # Files that write another program's command line, whose flags are that program's own.
 OTHER_PROGRAMS = {
     "tensorrt/trtexec.py": "trtexec's argv (--profile=N, --minShapes...)",
@@ -44,11 +46,15 @@ DIFFERENT_BY_DESIGN = {
 
 
 def entry_points():
-    """(command, parser) for every command and basam-trt subcommand."""
+    """(command, parser) for every command, basam-trt subcommand and the Python sample."""
     yield "basam-demo", demo.build_parser()
     yield "basam-export", export.build_parser()
     yield "basam-serve", serve.build_parser()
     yield "basam-amg", amg.build_parser()
+    spec = importlib.util.spec_from_file_location("segment_sample", SAMPLE)
+    sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sample)
+    yield "segment.py", sample.build_parser()
     for action in trt.build_parser()._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
@@ -154,6 +160,14 @@ def test_every_parameter_the_library_names_is_a_flag():
 def test_in_flags(message, expected):
     assert in_flags(message) == expected
     assert flag("max_batch") == "--max-batch"
+
+
+def test_triton_repo_help_names_the_models_it_writes():
+    from basam_deploy.tensorrt.triton_repo import DECODER_MODEL, ENCODER_MODEL, ENSEMBLE_MODEL
+
+    (sub,) = [p for c, p in entry_points() if c == "basam-trt triton-repo"]
+    for name in (ENCODER_MODEL, DECODER_MODEL, ENSEMBLE_MODEL):
+        assert name in sub.description
 
 
 def test_sizes_are_n_or_hxw():

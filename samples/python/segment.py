@@ -19,9 +19,10 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from basam_deploy import BasamError, Predictor, build_sam
+from basam_deploy import BasamError, Predictor
 from basam_deploy.artifacts import check_writable, staged_file
 from basam_deploy.cli import ArgumentParser, run
+from basam_deploy.cli.options import add_backend_options, add_model_options, build_model
 
 DEFAULT_ONNX = Path("export/out")
 DEFAULT_ENGINES = Path("export/out")  # basam-trt build writes engines beside the ONNX
@@ -50,14 +51,9 @@ def build_parser() -> ArgumentParser:
         "--background", action="append", default=[], metavar="X,Y", help="background point"
     )
     p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="box prompt in pixels")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
-    p.add_argument("--model", default="tiny", help="torch backend: model name")
-    p.add_argument("--preset", default="basam", help="torch backend: sam, basam, basam-official")
-    p.add_argument(
-        "--checkpoint", default="default", help="torch backend: a path, or 'default' (embedded)"
-    )
-    p.add_argument("--onnx", type=Path, default=DEFAULT_ONNX, help="onnxruntime: export folder")
-    p.add_argument("--engines", type=Path, default=DEFAULT_ENGINES, help="tensorrt: engine folder")
+    # The options every basam command shares (one default each); folders default to export/out.
+    add_model_options(p)
+    add_backend_options(p)
     p.add_argument(
         "--resolution", type=int, default=None, help="long side to run at (default: native)"
     )
@@ -96,20 +92,22 @@ def outputs(args) -> Dict[str, Path]:
 
 def make_predictor(args) -> Predictor:
     if args.backend == "torch":
-        checkpoint = None if args.checkpoint == "none" else args.checkpoint
-        return Predictor(build_sam(args.model, args.preset, checkpoint), resolution=args.resolution)
+        sam, _ = build_model(args)
+        return Predictor(sam, resolution=args.resolution)
     if args.backend == "onnxruntime":
-        if not args.onnx.is_dir():
+        onnx = args.onnx or DEFAULT_ONNX
+        if not onnx.is_dir():
             raise BasamError(
-                f"no export folder {args.onnx}: run `basam-export --onnx --dynamic` first, "
+                f"no export folder {onnx}: run `basam-export --onnx --dynamic` first, "
                 f"or pass --onnx DIR"
             )
-        return Predictor.from_onnx(args.onnx, resolution=args.resolution)
-    if not args.engines.is_dir():
+        return Predictor.from_onnx(onnx, resolution=args.resolution)
+    engines = args.engines or DEFAULT_ENGINES
+    if not engines.is_dir():
         raise BasamError(
-            f"no engine folder {args.engines}: run `basam-trt build` first, or pass --engines DIR"
+            f"no engine folder {engines}: run `basam-trt build` first, or pass --engines DIR"
         )
-    return Predictor.from_engines(args.engines, resolution=args.resolution)
+    return Predictor.from_engines(engines, resolution=args.resolution)
 
 
 def overlay(
