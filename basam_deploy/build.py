@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .checkpoint import load_checkpoint
-from .configs import model_config, resolve_preset
+from .configs import DEFAULT_MODEL, DEFAULT_PRESET, model_config, resolve_preset
 from .errors import BasamError, BasamWarning
 from .modeling import BasamImageEncoder, BasamPromptEncoder, BasamSam
 from .modeling.attention import ATTENTION_BACKENDS
@@ -15,8 +15,8 @@ from .weights import resolve_checkpoint
 
 
 def build_sam(
-    model: str = "tiny",
-    preset: str = "basam",
+    model: str = DEFAULT_MODEL,
+    preset: str = DEFAULT_PRESET,
     checkpoint: Optional[Union[str, Path]] = DEFAULT_CHECKPOINT,
     *,
     bias_slope: Optional[float] = None,

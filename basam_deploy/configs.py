@@ -27,6 +27,8 @@ from typing import Dict, Optional, Tuple
 from .errors import BasamError
 
 PRESETS = ("sam", "basam", "basam-official")
+# build_sam's defaults, and every command's (cli/options.py): the model with shipped weights.
+DEFAULT_MODEL, DEFAULT_PRESET = "tiny", "basam"
 BIAS_METRICS = ("manhattan", "euclidean")
 # AttentionSpec.scale, the fused op's scale_mode (kernels, fused_op_contract): the one list.
 SCALE_MODES = ("sam", "log_n", "official")

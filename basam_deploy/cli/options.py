@@ -4,9 +4,10 @@ Every command that takes a model, a size range or a backend declares it here, so
 (or ``--max-size``, ``--backend``...) means the same thing, with the same default, in
 ``basam-demo``, ``basam-export``, ``basam-serve``, ``basam-amg``, ``basam-trt compare`` and the
 Python sample. An option left out parses as None, and None means the library's default (one
-source: ``build_sam``'s signature, ``DEFAULT_MAX_SIZE``...), so the default is written nowhere here
-but in the help text, which quotes it from that source. ``tests/test_cli_options.py`` checks that
-no entry point declares one of these flags itself or with another default.
+source: ``configs.DEFAULT_MODEL`` / ``DEFAULT_PRESET``, build_sam's too, ``DEFAULT_MAX_SIZE``...),
+so the default is written nowhere here but in the help text, which quotes it from that source.
+``tests/test_cli_options.py`` checks that no entry point declares one of these flags itself or
+with another default.
 
 API (stable; every command uses it):
 
@@ -29,22 +30,28 @@ API (stable; every command uses it):
 """
 
 import argparse
-import inspect
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ..build import build_sam
-from ..configs import BIAS_METRICS, DEFAULT_BIAS_METRIC, MODEL_CONFIGS, PRESETS
+from ..configs import (
+    BIAS_METRICS,
+    DEFAULT_BIAS_METRIC,
+    DEFAULT_MODEL,
+    DEFAULT_PRESET,
+    MODEL_CONFIGS,
+    PRESETS,
+)
 from ..weights import DEFAULT as SHIPPED_WEIGHTS
 from ..weights import resolve_checkpoint
 from . import finite_float
 
 RANDOM_INIT = "none"
-# The one default of each model option: build_sam's own.
+# The one default of each model option: build_sam's own (configs').
 _BUILD_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(build_sam).parameters.items()
-    if parameter.default is not inspect.Parameter.empty
+    "model": DEFAULT_MODEL,
+    "preset": DEFAULT_PRESET,
+    "checkpoint": SHIPPED_WEIGHTS,
 }
 SEED = 0
 

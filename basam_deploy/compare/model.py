@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..configs import DEFAULT_MODEL, DEFAULT_PRESET
 from ..export.manifest import ExportManifest
 from ..export.provenance import checkpoint_from_manifest
 
@@ -17,8 +18,8 @@ from ..export.provenance import checkpoint_from_manifest
 class ModelSpec:
     """What ``build_sam`` builds, without the weights. None: the preset's default."""
 
-    model: str = "tiny"
-    preset: str = "basam"
+    model: str = DEFAULT_MODEL
+    preset: str = DEFAULT_PRESET
     bias_slope: Optional[float] = None
     bias_metric: Optional[str] = None
     bias_in_windows: bool = False

@@ -8,6 +8,7 @@ published ViT-B/L/H checkpoints are hundreds of MB to GB and are never downloade
 from pathlib import Path
 from typing import Optional, Union
 
+from ..configs import DEFAULT_PRESET
 from ..errors import BasamError
 
 DEFAULT = "default"
@@ -16,7 +17,7 @@ DEFAULT = "default"
 SHIPPED = {"tiny": ("tiny_basam.pth", ("sam", "basam"))}
 
 
-def shipped_checkpoint(model: str, preset: str = "basam") -> Optional[Path]:
+def shipped_checkpoint(model: str, preset: str = DEFAULT_PRESET) -> Optional[Path]:
     """The packaged checkpoint of ``model`` for ``preset``, or None when none is shipped."""
     name, presets = SHIPPED.get(model, (None, ()))
     if name is None or preset not in presets:
@@ -31,7 +32,7 @@ def shipped_checkpoint(model: str, preset: str = "basam") -> Optional[Path]:
 
 
 def resolve_checkpoint(
-    model: str, checkpoint: Optional[Union[str, Path]], preset: str = "basam"
+    model: str, checkpoint: Optional[Union[str, Path]], preset: str = DEFAULT_PRESET
 ) -> Optional[Path]:
     """``"default"`` -> the shipped weights of ``model`` for ``preset`` (None, i.e. random init,
     where none are shipped); None -> None (random init); anything else -> that path."""
