@@ -7,6 +7,16 @@ Fixtures other test files may use (names are stable):
 - ``no_basam_warnings``: fails the test if it raised a BasamWarning.
 Helpers: ``tiny_sam`` (the model an export of ``tiny_export`` was made from), ``randomize_``,
 ``relative_error``.
+
+Exports in use (each made once per session; ask for one of these rather than a near copy):
+- ``tiny_export(check=False)``: the shipped weights, 256-4096 px (trt_build, triton_repo, cli_amg,
+  mask_generator, web_page, web_server).
+- ``tiny_export(record_checkpoint=True, max_size=1024, check=False)``: what ``basam-export`` writes
+  for the default model, to 1024 px (compare, sample_segment).
+- ``tiny_export(seed=5, max_size=1024, check=False)`` (predictor, serving).
+- ``tiny_export(seed=21, max_size=2048, check=False)`` and the plugin export
+  ``tiny_export(seed=21, bias="plugin", max_size=2048, check_sizes=[(256, 320)])`` (export,
+  export_plugin, onnx_tools); test_export.py also exports the sam, euclidean and official presets.
 """
 
 import copy
