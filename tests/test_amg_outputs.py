@@ -87,6 +87,7 @@ def test_the_json_is_a_coco_dataset_pycocotools_reads_back(tmp_path):
         np.testing.assert_array_equal(coco.annToMask(entry).astype(bool), mask)
         assert entry["area"] == source["area"] == int(mask_utils.area(entry["segmentation"]))
         assert entry["bbox"] == source["bbox"]
+        assert all(type(v) is int for v in entry["bbox"] + entry["crop_box"])  # as SAM gives them
         assert entry["score"] == entry["predicted_iou"] == pytest.approx(source["predicted_iou"])
         assert entry["point_coords"] == source["point_coords"]
         assert entry["stability_score"] == pytest.approx(0.97)

@@ -240,3 +240,25 @@ def test_the_default_output_is_the_image_stem_in_the_current_folder(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     args = amg.build_parser().parse_args(["/data/scans/photo.v2.jpg"])
     assert amg._outputs(args) == {"--output": Path("photo.v2.masks.json")}
+
+
+def test_crop_layers_show_in_the_progress_and_the_records(
+    tiny_export, tmp_path, monkeypatch, capsys
+):
+    """--crop-n-layers 1 (onnxruntime, the faster backend here): the progress goes over the five
+    crops (the image, then four overlapping quarters) and records keep the crop they came from."""
+    folder = tiny_export(check=False).folder
+    monkeypatch.chdir(tmp_path)
+    args = [IMAGE, *FLAGS, "--points-per-side", "4", "--crop-n-layers", "1"]
+    code, _, err = run_cli(
+        [*args, "--backend", "onnxruntime", "--onnx", folder], monkeypatch, capsys
+    )
+    assert code == 0, err
+    assert "crop 1/5: image embedding" in err and "crop 5/5: points 1-16 of 16" in err
+    annotations = json.loads((tmp_path / "shapes.masks.json").read_text())["annotations"]
+    height, width = pixels(IMAGE).shape[:2]
+    for entry in annotations:
+        x, y, w, h = entry["crop_box"]
+        assert 0 <= x < x + w <= width and 0 <= y < y + h <= height
+        mask = mask_utils.decode(entry["segmentation"]).astype(bool)
+        assert mask.shape == (height, width) and not mask[:y].any() and not mask[y + h :].any()

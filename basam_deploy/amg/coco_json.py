@@ -61,9 +61,10 @@ def decode(segmentation: Any) -> np.ndarray:
     return mask_utils.decode(to_coco_rle(segmentation)).astype(bool)
 
 
-def _floats(values: Any) -> List[Any]:
-    """Nested sequences of numbers (numpy or not) -> nested lists of Python floats."""
-    return np.asarray(values, dtype=np.float64).tolist()
+def _plain(values: Any) -> List[Any]:
+    """Nested sequences of numbers (numpy or not) -> nested lists of Python numbers, ints kept
+    ints (SAM's boxes) and floats floats (prompt coordinates)."""
+    return np.asarray(values).tolist()
 
 
 def annotation(record: Mapping[str, Any], index: int, image_id: int = 1) -> Dict[str, Any]:
@@ -75,13 +76,13 @@ def annotation(record: Mapping[str, Any], index: int, image_id: int = 1) -> Dict
         "category_id": CATEGORY["id"],
         "segmentation": to_coco_rle(record["segmentation"]),
         "area": int(record["area"]),
-        "bbox": _floats(record["bbox"]),
+        "bbox": _plain(record["bbox"]),
         "iscrowd": 0,
         "score": iou,
         "predicted_iou": iou,
-        "point_coords": _floats(record["point_coords"]),
+        "point_coords": _plain(record["point_coords"]),
         "stability_score": float(record["stability_score"]),
-        "crop_box": _floats(record["crop_box"]),
+        "crop_box": _plain(record["crop_box"]),
     }
 
 
