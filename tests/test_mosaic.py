@@ -96,7 +96,7 @@ def test_experiment_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "mosaic.json"
     seed = evaluate_mosaic.MOSAIC_SEED_BASE + mosaic.SEEDS_PER_MOSAIC
     argv = ["--sizes", "512", "--mosaics", "1", "--instances", "1", "--seed", str(seed)]
-    argv += ["--point-spacing", "128"]
+    argv += ["--point-spacing", "256"]
     evaluate_mosaic.main(argv + ["--output", str(out)])
     table = capsys.readouterr().out
     result = json.loads(out.read_text())

@@ -13,6 +13,9 @@ through four modes, all on the shipped tiny weights:
                 prompt is answered in the tile holding the most of its points, the most central
                 one among those (``mosaic.tile_for``); points outside it are dropped. Each tile
                 is encoded once per image, when a prompt first needs it.
+  native-window a diagnostic, prompted only: the native-sam embedding of the whole image, but the
+                decoder sees only the 16 x 16 tokens of the prompt's tile (the tiles rule). Against
+                tiles it isolates the encoder's context, against native-sam the decoder's.
 
 Per prompted instance (``evaluate.scene_prompts``): one point (the multimask output with the highest
 predicted IoU; "best3" is the best of the three) and three points (single mask), mean mask IoU
@@ -42,7 +45,8 @@ from basam_deploy.sam_modules import amg  # noqa: E402
 # Mosaic seeds start here: held out from training (seeds < 12,000 and seed * 10^6 + i) and from
 # evaluate.py's scenes (EVAL_SEED_BASE + k, k < 10^7).
 MOSAIC_SEED_BASE = EVAL_SEED_BASE + 10_000_000
-MODES = ("downscale", "native-sam", "native-basam", "tiles")
+MODES = ("downscale", "native-sam", "native-basam", "tiles", "native-window")
+PROMPTED_ONLY = ("native-window",)  # a diagnostic of the prompted masks, no generator of its own
 MATCH_IOUS = (0.5, 0.75)
 # A tile's mask whose box comes this close to an edge of the tile inside the canvas is taken as cut
 # by the tile and dropped (SAM's rule for crops, is_box_near_crop_edge; SAM's 20 px would drop most
@@ -137,6 +141,31 @@ class Tiles:
         return masks, out.iou_predictions
 
 
+class Window(Whole):
+    """Native encoding of the whole image; each prompt decoded on its tile's window of the
+    embedding (``mosaic.tile_for``), as if that window were a 256 px image."""
+
+    def set_image(self, image: np.ndarray) -> None:
+        super().set_image(image)
+        self.size = image.shape[0]
+        self.whole = self.predictor.embeddings  # 1 C S/16 S/16
+        self.window = self.predictor.plan((TILE, TILE))
+        self.dropped = 0  # prompt points outside their tile, over the image
+
+    def predict(self, points: np.ndarray, multimask: bool):
+        (y0, x0), inside = tile_for(points, self.size)
+        patch = self.predictor.multiple_of  # tile origins are multiples of 128 or S - 256: of 16
+        rows = slice(y0 // patch, (y0 + TILE) // patch)
+        cols = slice(x0 // patch, (x0 + TILE) // patch)
+        self.predictor.set_embeddings(self.whole[:, :, rows, cols], self.window)
+        self.dropped += int((~inside).sum())
+        kept = points[inside] - np.array([x0, y0])
+        out = self.predictor.predict(kept, np.ones(len(kept)), multimask_output=multimask)
+        masks = np.zeros((len(out.masks), self.size, self.size), bool)  # C S S, pasted
+        masks[:, y0 : y0 + TILE, x0 : x0 + TILE] = out.masks
+        return masks, out.iou_predictions
+
+
 def build_modes(names, checkpoint: str) -> dict:
     sam = build_sam("tiny", "sam", checkpoint=checkpoint)
     makers = {
@@ -144,6 +173,7 @@ def build_modes(names, checkpoint: str) -> dict:
         "native-sam": lambda: Whole(Predictor(sam)),
         "native-basam": lambda: Whole(Predictor(build_sam("tiny", "basam", checkpoint=checkpoint))),
         "tiles": lambda: Tiles(Predictor(sam)),
+        "native-window": lambda: Window(Predictor(sam)),
     }
     return {name: makers[name]() for name in names}
 
@@ -290,6 +320,7 @@ def matches(rles: list, scores: np.ndarray, gt: list, threshold: float) -> int:
 def automatic_size(modes: dict, size: int, args) -> dict:
     """Recall and precision of each mode's automatic masks against the instances, pooled over
     the mosaics of one size, and the seconds per image."""
+    modes = {name: mode for name, mode in modes.items() if name not in PROMPTED_ONLY}
     totals = {
         name: {"masks": 0, "seconds": 0.0, **{str(t): 0 for t in MATCH_IOUS}} for name in modes
     }
