@@ -66,14 +66,18 @@ class WebServer:
             time.sleep(0.1)
         self.url = self.out.read_text().split("serving ")[1].split()[0].rstrip("/")
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """SIGTERM (not SIGINT: a job started in the background of a shell ignores SIGINT);
+        -> the exit code, or None when it had to be killed after 20 s."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+                return None
+        return self.process.returncode
 
 
 def start_server(export_folder: Path, folder: Path) -> WebServer:
@@ -130,7 +134,9 @@ def server(export_folder, tmp_path_factory):
         pytest.skip("onnxruntime-web not installed: run `npm ci` (.ci/run does)")
     process = start_server(export_folder, tmp_path_factory.mktemp("web"))
     yield process
-    process.stop()
+    # SIGTERM ends it as Ctrl-C does: the CLI's "interrupted", exit code 130, within 20 s.
+    assert process.stop() == 130
+    assert "basam-web: interrupted" in process.err.read_text()
 
 
 # -- the model's answers ------------------------------------------------------------------------
