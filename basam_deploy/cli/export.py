@@ -12,6 +12,7 @@ from ..artifacts import foreign_entries
 from ..errors import BasamError
 from ..export.onnx_export import (
     BIAS_MODES,
+    DEFAULT_MIN_SIZE,
     DEFAULT_OPSET,
     PRECISIONS,
     TOOL,
@@ -43,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         "onnxruntime-extensions)",
     )
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
-    add_size_range_options(parser, what="the export")
+    add_size_range_options(
+        parser,
+        what="the export",
+        smallest=f"{DEFAULT_MIN_SIZE}, or the preset's smallest side where larger (basam-official: "
+        "1024)",
+    )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(

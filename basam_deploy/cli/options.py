@@ -20,8 +20,9 @@ API (stable; every command uses it):
   command line (``--checkpoint none`` -> ``checkpoint=None``); the ones left out are absent.
 - ``build_model(args)`` -> ``(sam, checkpoint)``: ``build_sam`` from those options, seeded (random
   init is the same in every process), and the checkpoint file it loaded (None: random init).
-- ``add_size_range_options(parser, *, what)`` -> ``--min-size``, ``--max-size`` (pixels; ``what``
-  says what the range bounds, e.g. "the export"); ``size_range(args)`` -> the given ones as
+- ``add_size_range_options(parser, *, what, smallest=...)`` -> ``--min-size``, ``--max-size``
+  (pixels; ``what`` says what the range bounds, e.g. "the export", ``smallest`` the library's
+  ``min_size`` default for it); ``size_range(args)`` -> the given ones as
   ``min_size`` / ``max_size`` keyword arguments.
 - ``add_backend_options(parser, *, threads=False)`` -> ``--backend torch|onnxruntime|tensorrt``
   (default torch), ``--onnx DIR`` (a basam-export folder), ``--engines DIR`` (a basam-trt folder),
@@ -126,8 +127,11 @@ def build_model(args: argparse.Namespace) -> Tuple[Any, Optional[Path]]:
     return build_sam(**options), checkpoint
 
 
-def add_size_range_options(parser: argparse.ArgumentParser, *, what: str) -> None:
-    """``--min-size`` / ``--max-size``; see the module docstring."""
+def add_size_range_options(
+    parser: argparse.ArgumentParser, *, what: str, smallest: str = "the preset's smallest side"
+) -> None:
+    """``--min-size`` / ``--max-size``; see the module docstring. ``smallest``: what the library
+    call behind the command takes for ``min_size`` when it is left out."""
     from ..pipeline.transform import DEFAULT_MAX_SIZE
 
     group = parser.add_argument_group("size range")
@@ -136,7 +140,7 @@ def add_size_range_options(parser: argparse.ArgumentParser, *, what: str) -> Non
         type=int,
         default=None,
         metavar="N",
-        help=f"smallest side of {what}, pixels (default: the preset's smallest)",
+        help=f"smallest side of {what}, pixels (default: {smallest})",
     )
     group.add_argument(
         "--max-size",
