@@ -1,4 +1,5 @@
-"""Downscale, native or tiles? Prompted masks on mosaics whose objects keep their pixel size.
+"""Downscale, native or tiles? Prompted and automatic masks on mosaics whose objects keep their
+pixel size (docs/mosaic.md holds the tables and the commands that made them).
 
     python training/evaluate_mosaic.py --sizes 512 1024 2048 --mosaics 4
 
@@ -16,6 +17,10 @@ through four modes, all on the shipped tiny weights:
   native-window a diagnostic, prompted only: the native-sam embedding of the whole image, but the
                 decoder sees only the 16 x 16 tokens of the prompt's tile (the tiles rule). Against
                 tiles it isolates the encoder's context, against native-sam the decoder's.
+
+Automatic (``--parts automatic``): ``MaskGenerator`` with one grid point every ``--point-spacing``
+px in every mode, recall and precision against the instances by one-to-one matching at mask IoU 0.5
+and 0.75 (``matches``).
 
 Per prompted instance (``evaluate.scene_prompts``): one point (the multimask output with the highest
 predicted IoU; "best3" is the best of the three) and three points (single mask), mean mask IoU
