@@ -43,7 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
         "node per global block, for the TensorRT plugin (onnxruntime runs it with "
         "onnxruntime-extensions)",
     )
-    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=list(PRECISIONS),
+        help="fp32 (default); fp16: mixed FP16 graphs; int8: the encoder's MatMul/Conv weights in "
+        "INT8 for onnxruntime on CPUs, decoder FP32 (--bias subgraph only; not for TensorRT; "
+        "docs/int8.md)",
+    )
     add_size_range_options(
         parser,
         what="the export",

@@ -93,8 +93,9 @@ def tensor_records(
 @dataclass(frozen=True)
 class ExportFile:
     """One written graph: sha256 and size, its weights file when kept beside it (``external_data``:
-    file, sha256, bytes), its inputs and outputs (name -> dtype, shape), the FP16 policy's summary
-    and the number of fused-op nodes where they apply."""
+    file, sha256, bytes), its inputs and outputs (name -> dtype, shape), the FP16 policy's summary,
+    the INT8 scheme with its per-op counts (``quantize.quantization_summary``) and the number of
+    fused-op nodes where they apply."""
 
     sha256: str
     bytes: int
@@ -103,6 +104,7 @@ class ExportFile:
     external_data: Optional[Dict[str, Any]] = None
     precision: Optional[Dict[str, Any]] = None
     attention_op_nodes: Optional[int] = None
+    quantization: Optional[Dict[str, Any]] = None
 
     def to_json(self) -> Dict[str, object]:
         data: Dict[str, object] = {"sha256": self.sha256, "bytes": self.bytes}
@@ -110,7 +112,7 @@ class ExportFile:
             data["external_data"] = self.external_data
         data["inputs"] = {name: t.to_json() for name, t in self.inputs.items()}
         data["outputs"] = {name: t.to_json() for name, t in self.outputs.items()}
-        for key in ("precision", "attention_op_nodes"):
+        for key in ("precision", "attention_op_nodes", "quantization"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
         return data
@@ -127,6 +129,7 @@ class ExportFile:
             external_data=r.get("external_data", dict, False),
             precision=r.get("precision", dict, False),
             attention_op_nodes=r.get("attention_op_nodes", int, False),
+            quantization=r.get("quantization", dict, False),
         )
 
 
@@ -150,7 +153,7 @@ class ExportManifest:
     model: str
     preset: str
     bias: str  # subgraph | plugin
-    precision: str  # fp32 | fp16
+    precision: str  # fp32 | fp16 | int8 (encoder INT8, decoder FP32)
     opset: int
     size_range: SizeRange
     n0: Optional[int] = None

@@ -37,7 +37,7 @@ from ..artifacts import (
 from ..errors import BasamError
 from ..modeling import BasamSam
 from ..onnx_types import value_types
-from ..parity import ParityReport
+from ..parity import ParityReport, Tolerance
 from ..pipeline.transform import DEFAULT_MAX_SIZE
 from . import fused_op, parity_check
 from .graphs import DECODER_FILE, ENCODER_FILE, DecoderGraph, EncoderGraph
@@ -45,13 +45,14 @@ from .manifest import TOOL, ExportFile, ExportManifest, ParityRecord, SizeRange,
 from .op_check import BASAM_PLUGIN_OPS, check_tensorrt_ops
 from .precision import check_precision_policy, precision_summary, to_mixed_fp16
 from .provenance import describe_checkpoint
+from .quantize import quantization_summary, quantize_encoder
 from .tidy import tidy
 
 # Opset 20: LayerNormalization (17) and Gelu (20) as single nodes, inside what TensorRT's ONNX parser
 # documents for both 10.x and 11.x (see tensorrt_ops.json); 18 is the exporter's lowest.
 DEFAULT_OPSET = 20
 SUPPORTED_OPSETS = (18, 19, 20)
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 BIAS_MODES = ("subgraph", "plugin")
 DEFAULT_MIN_SIZE = 256
 PARITY_FILE = "parity.json"
@@ -77,6 +78,9 @@ class ExportOptions:
 
     min_size: None = 256, or the preset's minimum (1024 for basam-official).
     check_sizes: None = ``parity_sizes(min_size, max_size)``.
+    precision: ``int8`` quantizes the encoder's weight MatMuls/Convs (``quantize.py``); the decoder
+        stays FP32. Only with ``bias='subgraph'``.
+    tolerance: the parity check's bounds; None = the precision's own (``parity_check.tolerance``).
     """
 
     precision: str = "fp32"
@@ -87,6 +91,7 @@ class ExportOptions:
     check: bool = True
     check_sizes: Optional[Sequence[Tuple[int, int]]] = None
     check_providers: Tuple[str, ...] = ("cpu",)  # onnxruntime's, for the check (runners.providers)
+    tolerance: Optional[Tolerance] = None
 
     def resolve(self, sam: BasamSam) -> "ExportOptions":
         """Fill the defaults for ``sam`` and validate; raises one-line BasamErrors."""
@@ -96,6 +101,10 @@ class ExportOptions:
             )
         if self.bias not in BIAS_MODES:
             raise BasamError(f"unknown bias mode {self.bias!r}: choose {' or '.join(BIAS_MODES)}")
+        if self.precision == "int8" and self.bias != "subgraph":
+            # The INT8 file is onnxruntime's (quantize.py) and the plugin node is TensorRT's; in
+            # onnxruntime it runs as a slow Python reference op, which INT8 would not speed up.
+            raise BasamError("precision=int8 takes bias='subgraph' only: drop bias='plugin'")
         if self.opset not in SUPPORTED_OPSETS:
             raise BasamError(
                 f"opset {self.opset} is not supported: choose one of "
@@ -367,7 +376,7 @@ def export_onnx(
     sam = sam.eval()
     manifest = _describe(sam, options, checkpoint)
     timings: Dict[str, float] = {}
-    steps = 4 + int(options.precision == "fp16") + int(options.check)
+    steps = 4 + int(options.precision in ("fp16", "int8")) + int(options.check)
     step = iter(range(1, steps + 1))
 
     def stage(message: str, fn):
@@ -403,6 +412,13 @@ def export_onnx(
             check_tensorrt_ops(model, plugin_ops)
 
     stage("checking every node against TensorRT's ONNX operator list", check_ops)
+    if options.precision == "int8":  # after the op check: the INT8 encoder is onnxruntime's only
+
+        def quantize():
+            encoder = protos[ENCODER_FILE]
+            protos[ENCODER_FILE] = quantize_encoder(encoder, encoder.ByteSize() > LARGE_MODEL_BYTES)
+
+        stage("quantizing the encoder's MatMul/Conv weights to INT8 (decoder FP32)", quantize)
 
     report: Optional[ParityReport] = None
     with staged_output(output, TOOL) as staging:
@@ -415,6 +431,9 @@ def export_onnx(
                     save_checked(model, staging / name),
                     **_io_signature(model),
                     precision=precision_summary(model) if options.precision == "fp16" else None,
+                    quantization=quantization_summary(model)
+                    if options.precision == "int8" and name == ENCODER_FILE
+                    else None,
                     attention_op_nodes=len(fused_op.fused_nodes(model))
                     if options.bias == "plugin"
                     else None,

@@ -5,10 +5,10 @@ belong to the export stage (they execute its graphs), so nothing here imports a 
 """
 
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..modeling import BasamSam
-from ..parity import Case, ParityReport, Side, compare_sides
+from ..parity import Case, ParityReport, Side, Tolerance, compare_sides
 from ..runners import OnnxRuntimeRunner, TorchRunner
 from ..runners.providers import DEFAULT_PROVIDERS, short_names
 from .graphs import (
@@ -21,6 +21,18 @@ from .graphs import (
     DecoderGraph,
     EncoderGraph,
 )
+
+# INT8 against the FP32 PyTorch model: the embeddings' direction within cosine 0.99 and the masks
+# (logits > 0) within IoU 0.95 at every size; no relative-error bound (INT8 rounding is ~1e-2).
+INT8_TOLERANCE = Tolerance(min_cosine=0.99, min_mask_iou=0.95)
+
+
+def tolerance(options) -> Optional[Tolerance]:
+    """The bounds of the export's check: ``options.tolerance`` if given, INT8_TOLERANCE for
+    ``precision='int8'``, else None (``parity.tolerance_for`` the precisions)."""
+    if options.tolerance is not None:
+        return options.tolerance
+    return INT8_TOLERANCE if options.precision == "int8" else None
 
 
 def export_cases(sizes: Sequence[Tuple[int, int]]) -> List[Case]:
@@ -61,6 +73,10 @@ def check_export(
     if options.bias == "plugin":
         candidate.label += ", BasamAttention by its Python reference op"
     (report,) = compare_sides(
-        torch_side(sam), [candidate], export_cases(options.check_sizes), progress=progress
+        torch_side(sam),
+        [candidate],
+        export_cases(options.check_sizes),
+        tolerance=tolerance(options),
+        progress=progress,
     )
     return report
