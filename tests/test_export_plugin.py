@@ -1,8 +1,9 @@
 """basam-export --bias plugin: one basam::BasamAttention node per global block, run in onnxruntime by
 the onnxruntime-extensions reference op, equal to the subgraph export and to PyTorch.
 
-One plugin export (with its own parity step) and one subgraph export of the same weights are shared
-by the module; the FP16 export is the only other one.
+One plugin export (with its own parity step) and one subgraph export of the same weights serve the
+module (conftest.tiny_export: the same ones serve test_onnx_tools.py, and the subgraph one is
+test_export.py's basam-manhattan); the FP16 export is the only other one.
 """
 
 import json
@@ -12,10 +13,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import randomize_, relative_error
+from conftest import relative_error, tiny_sam
 from onnx import TensorProto, helper
 
-from basam_deploy import BasamError, build_sam
+from basam_deploy import BasamError
 from basam_deploy import fused_op_contract as fused_op
 from basam_deploy.artifacts import sha256
 from basam_deploy.export.graphs import EncoderGraph
@@ -35,19 +36,11 @@ def quiet(_: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    sam = randomize_(build_sam("tiny", "basam"), seed=21)
-    root = tmp_path_factory.mktemp("plugin")
-    plugin = export_onnx(
-        sam,
-        root / "plugin",
-        ExportOptions(bias="plugin", max_size=2048, check_sizes=[(256, 320)]),
-        progress=quiet,
-    )
-    subgraph = export_onnx(
-        sam, root / "subgraph", ExportOptions(max_size=2048, check=False), progress=quiet
-    )
-    return sam, plugin, subgraph
+def exports(tiny_export):
+    """(the model, its plugin export, its subgraph export)."""
+    plugin = tiny_export(seed=21, bias="plugin", max_size=2048, check_sizes=[(256, 320)])
+    subgraph = tiny_export(seed=21, max_size=2048, check=False)
+    return tiny_sam("basam", seed=21), plugin, subgraph
 
 
 def three_way(sam, plugin, subgraph, batch, height, width):

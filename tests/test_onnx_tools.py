@@ -9,8 +9,8 @@
 - FP16 graphs keep the FP32 graph's dim names (no ``unk__N``).
 - tidy.py's passes, each on a small graph where the unpatched behaviour shows.
 
-One subgraph and one plugin export of the tiny model (about 30 and 40 s) serve the module; the
-Polygraphy CLI runs in a subprocess, as a user runs it.
+One subgraph and one plugin export of the tiny model serve the module (conftest.tiny_export: the
+same two serve test_export_plugin.py); the Polygraphy CLI runs in a subprocess, as a user runs it.
 """
 
 import json
@@ -25,13 +25,12 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import randomize_, relative_error
+from conftest import relative_error, tiny_sam
 from onnx import TensorProto, helper, numpy_helper
 
-from basam_deploy import BasamError, build_sam
+from basam_deploy import BasamError
 from basam_deploy.export import fused_op
 from basam_deploy.export.graphs import EncoderGraph
-from basam_deploy.export.onnx_export import ExportOptions, export_onnx
 from basam_deploy.export.precision import to_mixed_fp16
 from basam_deploy.export.tidy import fill_clip_bounds, fold_and_clean
 from basam_deploy.runners import OnnxRuntimeRunner
@@ -52,29 +51,27 @@ DECODER_SHAPES = {
 }
 
 
-def quiet(_: str) -> None:
-    pass
+# The export options per bias mode: test_export_plugin.py's (its plugin export checks parity).
+EXPORT_OPTIONS = {
+    "subgraph": dict(max_size=2048, check=False),
+    "plugin": dict(bias="plugin", max_size=2048, check_sizes=[(256, 320)]),
+}
 
 
 class Exports:
-    """Exports the tiny model once per bias mode, on first use."""
+    """The tiny model's export folder per bias mode, made on first use (conftest.tiny_export)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.sam = randomize_(build_sam("tiny", "basam"), seed=14)
-        self.folders: Dict[str, Path] = {}
+    def __init__(self, tiny_export) -> None:
+        self.tiny_export = tiny_export
+        self.sam = tiny_sam("basam", seed=21)
 
     def __getitem__(self, bias: str) -> Path:
-        if bias not in self.folders:
-            options = ExportOptions(bias=bias, max_size=1024, check=False)
-            result = export_onnx(self.sam, self.root / bias, options, progress=quiet)
-            self.folders[bias] = result.folder
-        return self.folders[bias]
+        return self.tiny_export(seed=21, **EXPORT_OPTIONS[bias]).folder
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory) -> Exports:
-    return Exports(tmp_path_factory.mktemp("onnx_tools"))
+def exports(tiny_export) -> Exports:
+    return Exports(tiny_export)
 
 
 def shape_args(shapes: Dict[str, List[int]]) -> List[str]:
