@@ -215,7 +215,7 @@ def test_decoder_plan_derives_grid_prompts_and_points(fp32):
             profiles=("1x256x512:1x512x512:2x768x1024",), prompts="1:4:32", points="1:3:8"
         ),
     )
-    assert plan.graph == DECODER and plan.profile_source == "1 --profile"
+    assert plan.graph == DECODER and plan.profile_source == "1 `profiles`"
     ranges = plan.profiles[0].ranges()
     emb = ranges["image_embeddings"]
     assert (emb.min, emb.opt, emb.max) == ((1, 64, 16, 32), (1, 64, 32, 32), (1, 64, 48, 64))
