@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         default="fp32",
         choices=list(PRECISIONS),
-        help="fp32 (default); fp16: mixed FP16 graphs; int8: the encoder's MatMul/Conv weights in "
+        help="fp32 (default); fp16: mixed FP16 graphs; int8: the encoder's MatMul weights in "
         "INT8 for onnxruntime on CPUs, decoder FP32 (--bias subgraph only; not for TensorRT; "
         "docs/int8.md)",
     )

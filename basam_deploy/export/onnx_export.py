@@ -78,7 +78,7 @@ class ExportOptions:
 
     min_size: None = 256, or the preset's minimum (1024 for basam-official).
     check_sizes: None = ``parity_sizes(min_size, max_size)``.
-    precision: ``int8`` quantizes the encoder's weight MatMuls/Convs (``quantize.py``); the decoder
+    precision: ``int8`` quantizes the encoder's weight MatMuls (``quantize.py``); the decoder
         stays FP32. Only with ``bias='subgraph'``.
     tolerance: the parity check's bounds; None = the precision's own (``parity_check.tolerance``).
     """
@@ -416,9 +416,11 @@ def export_onnx(
 
         def quantize():
             encoder = protos[ENCODER_FILE]
-            protos[ENCODER_FILE] = quantize_encoder(encoder, encoder.ByteSize() > LARGE_MODEL_BYTES)
+            protos[ENCODER_FILE] = quantize_encoder(
+                encoder, len(sam.image_encoder.blocks), encoder.ByteSize() > LARGE_MODEL_BYTES
+            )
 
-        stage("quantizing the encoder's MatMul/Conv weights to INT8 (decoder FP32)", quantize)
+        stage("quantizing the encoder's MatMul weights to INT8 (decoder FP32)", quantize)
 
     report: Optional[ParityReport] = None
     with staged_output(output, TOOL) as staging:
