@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import basam_deploy
-from basam_deploy.cli import amg, demo, export, parse_size, serve, trt
+from basam_deploy.cli import amg, demo, export, parse_size, serve, trt, web
 from basam_deploy.cli.flags import PARAMETER, RENAMED, flag, in_flags
 from basam_deploy.cli.options import (
     add_backend_options,
@@ -51,6 +51,7 @@ def entry_points():
     yield "basam-export", export.build_parser()
     yield "basam-serve", serve.build_parser()
     yield "basam-amg", amg.build_parser()
+    yield "basam-web", web.build_parser()
     spec = importlib.util.spec_from_file_location("segment_sample", SAMPLE)
     sample = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sample)

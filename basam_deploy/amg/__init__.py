@@ -12,7 +12,7 @@ Progress callback of ``MaskGenerator.generate(image, progress=...)``, exact sign
 (details in ``amg.generator``'s docstring).
 """
 
-from .generator import MaskGenerator, Progress
+from .generator import MaskGenerator, Progress, default_parameters
 from .nms import box_nms
 
-__all__ = ["MaskGenerator", "Progress", "box_nms"]
+__all__ = ["MaskGenerator", "Progress", "box_nms", "default_parameters"]

@@ -17,6 +17,7 @@ masks, tests/test_amg_reference.py). Backends: ``Predictor(sam)``, ``Predictor.f
 ``Predictor.from_engines(folder)`` (TensorRT: not run here, no GPU in CI) or ``from_runners``.
 """
 
+import inspect
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -33,6 +34,13 @@ from .records import mask_records
 from .small_regions import remove_small_regions
 
 Progress = Callable[[int, int, str], None]
+
+
+def default_parameters() -> Dict[str, Any]:
+    """``MaskGenerator``'s parameters and their defaults (SamAutomaticMaskGenerator's), read from
+    its signature: the one source for anything that offers or records them."""
+    signature = inspect.signature(MaskGenerator.__init__).parameters
+    return {name: p.default for name, p in signature.items() if name not in ("self", "predictor")}
 
 
 class MaskGenerator:

@@ -128,6 +128,24 @@ def add_provider_option(parser: argparse.ArgumentParser, runs: str) -> None:
     )
 
 
+def int_at_least(low: int) -> Callable[[str], int]:
+    """argparse ``type`` for a count: a whole number >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is below {low}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+
+
 def finite_float(text: str) -> float:
     """argparse ``type`` for a real-valued option: a finite number (``inf`` and ``nan`` parse as
     floats in Python, and would flow into the model as such)."""

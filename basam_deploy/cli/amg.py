@@ -19,11 +19,14 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..errors import BasamError
-from . import ArgumentParser, finite_float, run
+from . import ArgumentParser, run
 from .options import (
     add_backend_options,
+    add_generator_options,
     add_model_options,
+    add_resolution_option,
     add_size_range_options,
+    generator_parameters,
     model_options,
     size_range,
 )
@@ -31,91 +34,6 @@ from .progress import ProgressBar
 
 PROG = "basam-amg"
 OUTPUT_SUFFIX = ".masks.json"
-
-
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text!r} is below {low}")
-        return value
-
-    return parse
-
-
-def _fraction(text: str) -> float:
-    """argparse ``type``: a finite number in [0, 1] (thresholds, ratios)."""
-    value = finite_float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
-
-
-# MaskGenerator's parameters offered as flags (``--points-per-side`` for ``points_per_side``): the
-# type each flag parses, its metavar and what it does. Not offered: point_grids (arrays) and
-# output_mode (the JSON always holds COCO RLE).
-GENERATOR_OPTIONS = {
-    "points_per_side": (_int_at_least(1), "N", "an N x N grid of point prompts over each crop"),
-    "points_per_batch": (
-        _int_at_least(1),
-        "N",
-        "point prompts per decoder call; more is faster and takes more memory",
-    ),
-    "pred_iou_thresh": (_fraction, "X", "keep masks whose predicted IoU is above X"),
-    "stability_score_thresh": (_fraction, "X", "keep masks whose stability score is above X"),
-    "stability_score_offset": (_non_negative, "X", "logit offset of the stability score"),
-    "box_nms_thresh": (_fraction, "X", "box IoU above which the weaker of two masks is dropped"),
-    "crop_n_layers": (
-        _int_at_least(0),
-        "N",
-        "also segment crops: layer i has (2^i)^2 of them (0: the whole image only)",
-    ),
-    "crop_nms_thresh": (_fraction, "X", "box IoU of the NMS between crops"),
-    "crop_overlap_ratio": (_fraction, "X", "overlap of neighbouring crops, a fraction of a side"),
-    "crop_n_points_downscale_factor": (
-        _int_at_least(1),
-        "N",
-        "layer i's grid has points-per-side / N^i points per side",
-    ),
-    "min_mask_region_area": (
-        _int_at_least(0),
-        "PIXELS",
-        "remove holes and islands smaller than this from each mask (0: none)",
-    ),
-}
-
-
-def generator_defaults() -> Dict[str, Any]:
-    """MaskGenerator's own defaults (SamAutomaticMaskGenerator's): the one source."""
-    from ..amg import MaskGenerator
-
-    signature = inspect.signature(MaskGenerator.__init__).parameters
-    return {name: signature[name].default for name in GENERATOR_OPTIONS}
-
-
-def _add_generator_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per GENERATOR_OPTIONS entry; left out, the generator's default applies."""
-    group = parser.add_argument_group("mask generator (SamAutomaticMaskGenerator's parameters)")
-    defaults = generator_defaults()
-    for name, (parse, metavar, text) in GENERATOR_OPTIONS.items():
-        group.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            type=parse,
-            default=None,
-            metavar=metavar,
-            help=f"{text} (default {defaults[name]:.4g})",
-        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,15 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(parser)  # the torch backend's
     add_backend_options(parser, threads=True)
     add_size_range_options(parser, what="an image (crop) the torch backend takes")
-    resize = parser.add_argument_group("resize policy (the Predictor's)")
-    resize.add_argument(
-        "--resolution",
-        type=int,
-        default=None,
-        metavar="N",
-        help="long side each crop is resized to (default: native, the crop's own size)",
-    )
-    _add_generator_options(parser)
+    add_resolution_option(parser, what="each crop", native="the crop's own size")
+    add_generator_options(parser)
     return parser
 
 
@@ -206,16 +117,6 @@ def _outputs(args: argparse.Namespace) -> Dict[str, Path]:
     if args.overlay is not None and output.resolve() == args.overlay.resolve():
         raise BasamError(f"--output and --overlay are both {output}: give two file names")
     return outputs
-
-
-def generator_parameters(args: argparse.Namespace) -> Dict[str, Any]:
-    """The MaskGenerator keyword arguments of a command line: every offered parameter, the
-    generator's default where its flag was left out (so that the JSON records what ran)."""
-    given = {name: getattr(args, name) for name in GENERATOR_OPTIONS}
-    return {
-        name: given[name] if given[name] is not None else default
-        for name, default in generator_defaults().items()
-    }
 
 
 def describe_backend(args: argparse.Namespace) -> Dict[str, Any]:

@@ -4,7 +4,7 @@ The library names what a user should change by its parameter, in backticks (``er
 `min_size`, or with the value to give, `bias=subgraph`. A command reports a library message
 through ``in_flags``, which writes each as the flag that sets that parameter: ``--min-size``,
 ``--bias subgraph``. A parameter is its flag with dashes for underscores unless ``RENAMED`` says
-otherwise; ``tests/test_cli_flags.py`` checks that every parameter the library names this way is a
+otherwise; ``tests/test_cli_options.py`` checks that every parameter the library names this way is a
 flag of some command.
 """
 

@@ -27,7 +27,14 @@ API (stable; every command uses it):
 - ``add_backend_options(parser, *, threads=False)`` -> ``--backend torch|onnxruntime|tensorrt``
   (default torch), ``--onnx DIR`` (a basam-export folder), ``--engines DIR`` (a basam-trt folder),
   ``--threads N`` with ``threads=True``; ``backend_folder(args)`` -> the folder of the chosen
-  backend (None for torch).
+  backend (None for torch). ``add_threads_option(group)``: ``--threads N`` alone (basam-web).
+- ``add_resolution_option(parser, *, what, native)`` -> ``--resolution N``, the Predictor's resize
+  policy (default: native, the image's own size clamped into the range).
+- ``add_generator_options(parser)`` -> one flag per ``MaskGenerator`` parameter offered
+  (``GENERATOR_OPTIONS``: ``--points-per-side``, ``--pred-iou-thresh``...), left out: the
+  generator's own default (``amg.default_parameters``); ``generator_parameters(args)`` -> every
+  offered parameter with the value that runs (given, else the default), for the generator and
+  for records of what ran.
 """
 
 import argparse
@@ -45,7 +52,7 @@ from ..configs import (
 )
 from ..weights import DEFAULT as SHIPPED_WEIGHTS
 from ..weights import resolve_checkpoint
-from . import finite_float
+from . import finite_float, int_at_least, positive_int
 
 RANDOM_INIT = "none"
 # The one default of each model option: build_sam's own (configs').
@@ -179,11 +186,116 @@ def add_backend_options(parser: argparse.ArgumentParser, *, threads: bool = Fals
         help="tensorrt: a basam-trt engine folder",
     )
     if threads:
-        group.add_argument(
-            "--threads", type=int, default=None, metavar="N", help="onnxruntime intra-op threads"
-        )
+        add_threads_option(group)
+
+
+def add_threads_option(group: Any) -> None:
+    """``--threads N``: onnxruntime's intra-op threads (left out: onnxruntime's choice)."""
+    group.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="onnxruntime intra-op threads",
+    )
+
+
+def add_resolution_option(parser: argparse.ArgumentParser, *, what: str, native: str) -> Any:
+    """``--resolution N``: the Predictor's ``resolution`` (None: native). Returns its group
+    ("resize policy"), for a command's own related options."""
+    group = parser.add_argument_group("resize policy (the Predictor's)")
+    group.add_argument(
+        "--resolution",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"long side {what} is resized to (default: native, {native})",
+    )
+    return group
 
 
 def backend_folder(args: argparse.Namespace) -> Optional[Path]:
     """The folder of the chosen backend: ``--onnx`` or ``--engines``; None for torch."""
     return {"onnxruntime": args.onnx, "tensorrt": args.engines}.get(args.backend)
+
+
+def _fraction(text: str) -> float:
+    """argparse ``type``: a finite number in [0, 1] (thresholds, ratios)."""
+    value = finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+# MaskGenerator's parameters offered as flags (``--points-per-side`` for ``points_per_side``): the
+# type each flag parses, its metavar and what it does. Not offered: point_grids (arrays) and
+# output_mode (the JSON always holds COCO RLE).
+GENERATOR_OPTIONS = {
+    "points_per_side": (int_at_least(1), "N", "an N x N grid of point prompts over each crop"),
+    "points_per_batch": (
+        int_at_least(1),
+        "N",
+        "point prompts per decoder call; more is faster and takes more memory",
+    ),
+    "pred_iou_thresh": (_fraction, "X", "keep masks whose predicted IoU is above X"),
+    "stability_score_thresh": (_fraction, "X", "keep masks whose stability score is above X"),
+    "stability_score_offset": (_non_negative, "X", "logit offset of the stability score"),
+    "box_nms_thresh": (_fraction, "X", "box IoU above which the weaker of two masks is dropped"),
+    "crop_n_layers": (
+        int_at_least(0),
+        "N",
+        "also segment crops: layer i has (2^i)^2 of them (0: the whole image only)",
+    ),
+    "crop_nms_thresh": (_fraction, "X", "box IoU of the NMS between crops"),
+    "crop_overlap_ratio": (_fraction, "X", "overlap of neighbouring crops, a fraction of a side"),
+    "crop_n_points_downscale_factor": (
+        int_at_least(1),
+        "N",
+        "layer i's grid has points-per-side / N^i points per side",
+    ),
+    "min_mask_region_area": (
+        int_at_least(0),
+        "PIXELS",
+        "remove holes and islands smaller than this from each mask (0: none)",
+    ),
+}
+
+
+def generator_defaults() -> Dict[str, Any]:
+    """MaskGenerator's own defaults of the offered parameters (SamAutomaticMaskGenerator's)."""
+    from ..amg import default_parameters
+
+    defaults = default_parameters()
+    return {name: defaults[name] for name in GENERATOR_OPTIONS}
+
+
+def add_generator_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per GENERATOR_OPTIONS entry; left out, the generator's default applies."""
+    group = parser.add_argument_group("mask generator (SamAutomaticMaskGenerator's parameters)")
+    defaults = generator_defaults()
+    for name, (parse, metavar, text) in GENERATOR_OPTIONS.items():
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=parse,
+            default=None,
+            metavar=metavar,
+            help=f"{text} (default {defaults[name]:.4g})",
+        )
+
+
+def generator_parameters(args: argparse.Namespace) -> Dict[str, Any]:
+    """The MaskGenerator keyword arguments of a command line: every offered parameter, the
+    generator's default where its flag was left out (so that the JSON records what ran)."""
+    given = {name: getattr(args, name) for name in GENERATOR_OPTIONS}
+    return {
+        name: given[name] if given[name] is not None else default
+        for name, default in generator_defaults().items()
+    }

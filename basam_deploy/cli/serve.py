@@ -13,10 +13,11 @@ from typing import List, Optional
 
 from ..serving.protocol import DECODER_MODEL, DEFAULT_MAX_IMAGE_PIXELS, ENCODER_MODEL
 from ..serving.server import STOP_GRACE_S, ServeConfig
-from . import ArgumentParser, run
+from . import ArgumentParser, positive_int, run
 from .options import (
     add_backend_options,
     add_model_options,
+    add_resolution_option,
     add_size_range_options,
     model_options,
     size_range,
@@ -26,28 +27,12 @@ DEFAULTS = ServeConfig()
 MIB = 2**20
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="basam-serve", description=__doc__.splitlines()[0])
     add_model_options(parser)  # the torch backend's
     add_backend_options(parser, threads=True)
-    resize = parser.add_argument_group("resize policy (the Predictor's)")
-    resize.add_argument(
-        "--resolution",
-        "--image-size",
-        type=int,
-        default=None,
-        metavar="N",
-        help="long side every image is resized to (default: its own, clamped into the range)",
+    resize = add_resolution_option(
+        parser, what="every image", native="its own size clamped into the range"
     )
     resize.add_argument(
         "--max-image-pixels",

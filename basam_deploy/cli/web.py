@@ -13,20 +13,16 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..web import PageConfig, serve_page
-from . import ArgumentParser, finite_float, run
+from . import ArgumentParser, positive_int, run
+from .options import (
+    add_generator_options,
+    add_resolution_option,
+    add_threads_option,
+    generator_parameters,
+)
 
 DEFAULTS = PageConfig(onnx=Path("."))
 MIB = 2**20
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,40 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a basam-export output folder (encoder.onnx, decoder.onnx, manifest.json)",
     )
-    parser.add_argument(
-        "--resolution",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="long side every image is resized to (default: its own, clamped into the export's "
-        "size range)",
+    add_resolution_option(
+        parser, what="every image", native="its own size clamped into the export's range"
     )
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, metavar="N", help="encoder's CPU threads"
-    )
-    parser.add_argument(
-        "--points-per-side",
-        type=positive_int,
-        default=DEFAULTS.points_per_side,
-        metavar="N",
-        help=f"the 'everything' button's point grid (default {DEFAULTS.points_per_side})",
-    )
-    parser.add_argument(
-        "--pred-iou-thresh",
-        type=finite_float,
-        default=DEFAULTS.pred_iou_thresh,
-        metavar="X",
-        help=f"'everything': keep masks whose predicted IoU is above X (default "
-        f"{DEFAULTS.pred_iou_thresh}, SAM's)",
-    )
-    parser.add_argument(
-        "--stability-score-thresh",
-        type=finite_float,
-        default=DEFAULTS.stability_score_thresh,
-        metavar="X",
-        help=f"'everything': keep masks whose stability score is above X (default "
-        f"{DEFAULTS.stability_score_thresh}, SAM's)",
-    )
+    add_threads_option(parser)
     parser.add_argument(
         "--max-image-pixels",
         type=positive_int,
@@ -105,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="images the page offers (default: the repository's samples/images/)",
     )
+    add_generator_options(parser)  # the "everything" button's MaskGenerator
     return parser
 
 
@@ -118,9 +85,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         threads=args.threads,
         max_image_pixels=args.max_image_pixels,
         max_upload_bytes=args.max_upload_mb * MIB,
-        points_per_side=args.points_per_side,
-        pred_iou_thresh=args.pred_iou_thresh,
-        stability_score_thresh=args.stability_score_thresh,
+        generator_options=generator_parameters(args),
         ort_dist=args.ort_dist,
         samples=args.samples,
     )

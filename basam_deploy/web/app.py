@@ -20,11 +20,12 @@ import asyncio
 import json
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from ..errors import BasamError
+from ..serving.protocol import DEFAULT_MAX_IMAGE_PIXELS  # basam-serve's limit, the same default
 from .assets import MEDIA_TYPES, Assets
 from .images import UploadError, read_image
 from .model import PageModel
@@ -33,7 +34,6 @@ LOGGER = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_PORT = 8080
 # An 8192 x 8192 image, as basam-serve: a guard for the server's memory, not a model limit.
-DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 2**20
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -41,8 +41,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 @dataclass(frozen=True)
 class PageConfig:
     """onnx: a basam-export folder. resolution/threads: the Predictor's (``Predictor.from_onnx``).
-    points_per_side, pred_iou_thresh, stability_score_thresh: the "everything" button's
-    MaskGenerator parameters (SAM's defaults). ort_dist / samples: override where
+    generator_options: the "everything" button's MaskGenerator keyword arguments (left out:
+    its defaults, SAM's). ort_dist / samples: override where
     onnxruntime-web's dist files and the sample images are found (``assets``)."""
 
     onnx: Path
@@ -52,9 +52,7 @@ class PageConfig:
     threads: Optional[int] = None
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    points_per_side: int = 32
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
+    generator_options: Mapping[str, Any] = field(default_factory=dict)
     ort_dist: Optional[Path] = None
     samples: Optional[Path] = None
 
@@ -177,8 +175,6 @@ class PageServer:
     async def everything(self, request):
         from aiohttp import web
 
-        if self.model.everything_unavailable is not None:
-            return _error(501, self.model.everything_unavailable)
         name = request.query.get("name") or "image"
         result, error = await self._run(request, lambda image: self.model.everything(image, name))
         return error if error is not None else web.json_response(result, headers=NO_STORE)
@@ -202,11 +198,7 @@ def serve_page(config: PageConfig, announce: Callable[[str], None] = print) -> N
         config.onnx,
         resolution=config.resolution,
         threads=config.threads,
-        generator_options={
-            "points_per_side": config.points_per_side,
-            "pred_iou_thresh": config.pred_iou_thresh,
-            "stability_score_thresh": config.stability_score_thresh,
-        },
+        generator_options=config.generator_options,
     )
     try:
         asyncio.run(_serve(config, build_app(config, model, assets), announce))
@@ -226,7 +218,7 @@ async def _serve(config: PageConfig, app, announce: Callable[[str], None]) -> No
         except OSError as exc:
             raise BasamError(
                 f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): "
-                f"choose another --port"
+                f"choose another `port`"
             ) from None
         host, port = runner.addresses[0][:2]
         announce(f"basam-web: serving http://{_url_host(host)}:{port}/ (Ctrl-C stops)")

@@ -51,7 +51,7 @@ def _ort_files(ort_dist: Optional[Path]) -> Dict[str, Path]:
     looked = ", ".join(str(folder) for folder in candidates)
     raise BasamError(
         f"onnxruntime-web is not installed (no {ORT_FILES[0]} and its wasm in {looked}): "
-        f"{INSTALL_HINT}, or pass --ort-dist DIR (its node_modules/onnxruntime-web/dist)"
+        f"{INSTALL_HINT}, or give `ort_dist` (a copy of node_modules/onnxruntime-web/dist)"
     )
 
 
@@ -59,7 +59,7 @@ def _sample_images(samples: Optional[Path]) -> Dict[str, Path]:
     """Explicit folder: must exist. Default: the repository's samples/images/ when present (an
     installed wheel has none; the page then offers only the file picker)."""
     if samples is not None and not Path(samples).is_dir():
-        raise BasamError(f"--samples {samples} is not a folder of images")
+        raise BasamError(f"`samples` {samples} is not a folder of images")
     folder = Path(samples) if samples is not None else _repository() / SAMPLES
     if not folder.is_dir():
         return {}

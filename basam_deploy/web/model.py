@@ -5,8 +5,7 @@ thread (a ``Predictor`` holds one image at a time), and what the page asks of it
   -> the image embedding (1 C Hp/16 Wp/16 float32) and the ``ImageTransform`` numbers the page's
   post-processing needs (original, resized, padded sizes; the coordinate convention).
 - ``everything``: ``MaskGenerator`` (amg) on the same predictor -> its records as a COCO document
-  (amg.coco_json) plus each mask's uncompressed RLE for drawing. When the generator cannot be
-  imported, ``everything_unavailable`` says why and the page disables its button.
+  (amg.coco_json) plus each mask's uncompressed RLE for drawing.
 """
 
 import time
@@ -17,6 +16,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
+from ..amg import MaskGenerator, default_parameters
 from ..errors import BasamError
 from ..export.manifest import ExportManifest
 from ..predictor import Predictor
@@ -62,16 +62,17 @@ class PageModel:
         self.manifest = ExportManifest.read(self.folder)  # one line unless an export folder
         self._check_decoder_io()
         self.predictor = Predictor.from_onnx(self.folder, resolution=resolution, threads=threads)
-        self.generator_options = dict(generator_options or {})
-        self.everything_unavailable = _mask_generator_missing()
-        if self.everything_unavailable is None:
-            self._generator()  # bad parameters: one line at start, not at the first click
+        # Every parameter with the value that runs (the page shows them), given or the default;
+        # the page always gets RLE, and point grids are not offered.
+        defaults = default_parameters()
+        for fixed in ("output_mode", "point_grids"):
+            defaults.pop(fixed)
+        self.generator_options = {**defaults, **(generator_options or {})}
+        self._generator()  # bad parameters: one line at start, not at the first click
         # One thread: the predictor holds one image; requests queue instead of interleaving.
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="basam-web-model")
 
-    def _generator(self):
-        from ..amg import MaskGenerator
-
+    def _generator(self) -> MaskGenerator:
         return MaskGenerator(
             self.predictor, **self.generator_options, output_mode="uncompressed_rle"
         )
@@ -103,11 +104,7 @@ class PageModel:
             "export": str(self.folder),
             "size_range": [predictor.min_size, predictor.max_size],
             "resolution": predictor.resolution,
-            "everything": {
-                "available": self.everything_unavailable is None,
-                "reason": self.everything_unavailable,
-                "options": self.generator_options,
-            },
+            "everything": {"options": self.generator_options},
         }
 
     # Both run on ``worker`` (``loop.run_in_executor(model.worker, ...)``).
@@ -124,8 +121,6 @@ class PageModel:
         """image: H W 3 uint8 RGB -> {"masks": [{"size", "counts" (uncompressed RLE, column-major
         runs starting with background), "area", "predicted_iou"}], "coco": the COCO document,
         "generate_ms"}. Masks in the generator's order."""
-        if self.everything_unavailable is not None:
-            raise BasamError(self.everything_unavailable)
         from ..amg.coco_json import coco_document, describe
 
         start = time.perf_counter()
@@ -154,13 +149,3 @@ class PageModel:
 
     def close(self) -> None:
         self.worker.shutdown(wait=False, cancel_futures=True)
-
-
-def _mask_generator_missing() -> Optional[str]:
-    """None when ``MaskGenerator`` imports, else the one line the page shows on its button."""
-    try:
-        from ..amg import MaskGenerator  # noqa: F401
-        from ..amg.coco_json import coco_document  # noqa: F401
-    except ImportError as exc:
-        return f"segment everything is not available in this install ({exc})"
-    return None

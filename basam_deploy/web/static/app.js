@@ -51,11 +51,10 @@ function refreshButtons() {
   $("clear").disabled = !prompts && !state.everything;
   $("save-mask").disabled = !state.mask;
   $("save-coco").disabled = !state.everything;
-  const available = state.info && state.info.everything.available;
-  $("everything").disabled = !state.image || !available;
-  $("everything").title = available
+  $("everything").disabled = !state.image || !state.info;
+  $("everything").title = state.info
     ? `segment everything on the server (${state.info.everything.options.points_per_side} points per side)`
-    : (state.info && state.info.everything.reason) || "";
+    : "";
 }
 
 function latency(decodeMs) {
