@@ -10,6 +10,7 @@ import pytest
 from basam_deploy.parity import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
+    INT8_TOLERANCE,
     Case,
     ParityReport,
     Side,
@@ -68,11 +69,14 @@ def test_bounds_name_what_failed_and_nan_never_passes():
     assert nan.failures(Tolerance(max_relative_error=np.inf)) == ["relative error nan > inf"]
 
 
-def test_fp16_on_either_side_means_fp16_bounds():
+def test_the_loosest_side_sets_the_bounds():
     assert tolerance_for("fp32", "fp32") == FP32_TOLERANCE
     assert tolerance_for("fp32", "fp16") == tolerance_for("fp16") == FP16_TOLERANCE
-    with pytest.raises(ValueError, match="unknown precision 'int8'"):
-        tolerance_for("fp32", "int8")
+    # An INT8 export compared with anything (basam-trt compare, selftest) gets INT8's bounds.
+    assert tolerance_for("fp32", "int8") == tolerance_for("fp16", "int8") == INT8_TOLERANCE
+    assert INT8_TOLERANCE.max_relative_error is None and INT8_TOLERANCE.min_mask_iou == 0.95
+    with pytest.raises(ValueError, match="unknown precision 'bf16'"):
+        tolerance_for("fp32", "bf16")
 
 
 # The report ---------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """precision='int8': the encoder's weight MatMuls in INT8 (onnxruntime), gated against PyTorch.
 
 One export of the tiny model (shipped weights, 128-384 px), shared by every test here.
-Tolerances (parity_check.INT8_TOLERANCE): embedding cosine >= 0.99 and mask IoU (logits > 0)
+Tolerances (INT8_TOLERANCE): embedding cosine >= 0.99 and mask IoU (logits > 0)
 >= 0.95 against the FP32 PyTorch model.
 """
 
@@ -17,7 +17,7 @@ from basam_deploy.export.graphs import DECODER_FILE, ENCODER_FILE
 from basam_deploy.export.manifest import ExportManifest
 from basam_deploy.export.onnx_export import ExportOptions
 from basam_deploy.export.quantize import SCHEME, weight_nodes
-from basam_deploy.parity import Case, Tolerance, compare_sides
+from basam_deploy.parity import INT8_TOLERANCE, Case, Tolerance, compare_sides
 
 OPTIONS = dict(precision="int8", min_size=128, max_size=384, check_sizes=[(128, 128), (256, 192)])
 FLOAT_OPS = ("Softmax", "LayerNormalization", "Einsum", "Gelu")
@@ -41,7 +41,7 @@ def _producers(model):
 def test_gates_computed_and_passed(export):
     report = export.parity
     assert report is not None and export.passed, report.table()
-    assert report.tolerance == parity_check.INT8_TOLERANCE
+    assert report.tolerance == INT8_TOLERANCE
     sizes = {(row.size, row.batch) for row in report.rows}
     assert sizes == {("128x128", 1), ("256x192", 1), ("256x192", 2)}
     for row in report.rows:
@@ -60,7 +60,7 @@ def test_onnxruntime_int8_matches_pytorch_at_unchecked_size(export):
         parity_check.torch_side(tiny_sam().eval()),
         [parity_check.onnxruntime_side(export.folder, "int8")],
         [Case(2, 320, 176)],
-        tolerance=parity_check.INT8_TOLERANCE,
+        tolerance=INT8_TOLERANCE,
         seed=7,
         progress=lambda _: None,
     )

@@ -158,6 +158,15 @@ def test_weakly_typed_fp16_is_an_explicit_route_from_fp32(fp32):
     assert any("10.x only" in c for c in caveats)
 
 
+def test_an_int8_export_is_refused_as_onnxruntime_only(fp32, tmp_path):
+    # basam-export --precision int8 writes onnxruntime's dynamic quantization (MatMulInteger), no
+    # Q/DQ that TensorRT reads: the build says so instead of "export again".
+    folder = variant(fp32, tmp_path / "int8", lambda m, _: m, precision="int8")
+    with pytest.raises(BasamError, match="INT8 export, which runs on onnxruntime only") as info:
+        make_plan(folder / "encoder.onnx")
+    assert "\n" not in str(info.value)
+
+
 def test_plugin_graph_loads_the_plugin_and_embeds_its_aot_kernel(plugin):
     plan = make_plan(plugin / "encoder.onnx")
     assert plan.plugin.required and plan.plugin.ptx_version is None  # the compiler's default

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..modeling import BasamSam
-from ..parity import Case, ParityReport, Side, Tolerance, compare_sides
+from ..parity import Case, ParityReport, Side, Tolerance, compare_sides, tolerance_for
 from ..runners import OnnxRuntimeRunner, TorchRunner
 from ..runners.providers import DEFAULT_PROVIDERS, short_names
 from .graphs import (
@@ -22,17 +22,14 @@ from .graphs import (
     EncoderGraph,
 )
 
-# INT8 against the FP32 PyTorch model: the embeddings' direction within cosine 0.99 and the masks
-# (logits > 0) within IoU 0.95 at every size; no relative-error bound (INT8 rounding is ~1e-2).
-INT8_TOLERANCE = Tolerance(min_cosine=0.99, min_mask_iou=0.95)
-
 
 def tolerance(options) -> Optional[Tolerance]:
-    """The bounds of the export's check: ``options.tolerance`` if given, INT8_TOLERANCE for
-    ``precision='int8'``, else None (``parity.tolerance_for`` the precisions)."""
+    """The bounds of the export's check: ``options.tolerance`` if given, INT8's
+    (``parity.stats.INT8_TOLERANCE``) for ``precision='int8'``, else None (the check then takes
+    ``parity.tolerance_for`` the two sides' precisions)."""
     if options.tolerance is not None:
         return options.tolerance
-    return INT8_TOLERANCE if options.precision == "int8" else None
+    return tolerance_for("int8") if options.precision == "int8" else None
 
 
 def export_cases(sizes: Sequence[Tuple[int, int]]) -> List[Case]:

@@ -18,6 +18,7 @@ from .report import ParityReport, ParityRow
 from .stats import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
+    INT8_TOLERANCE,
     OutputStats,
     Tolerance,
     output_stats,
@@ -27,6 +28,7 @@ from .stats import (
 __all__ = [
     "FP16_TOLERANCE",
     "FP32_TOLERANCE",
+    "INT8_TOLERANCE",
     "Case",
     "OutputStats",
     "ParityReport",

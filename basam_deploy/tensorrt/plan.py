@@ -292,6 +292,11 @@ def _profiles(options: BuildOptions, sizes: SizeRange) -> Tuple[Tuple[Resolution
 
 def _precision(options: BuildOptions, manifest: ExportManifest, name: str) -> PrecisionPlan:
     precision = manifest.precision
+    if precision == "int8":
+        raise BasamError(
+            f"{name} is an INT8 export, which runs on onnxruntime only (dynamic quantization: no "
+            f"Q/DQ nodes TensorRT reads): build engines from an fp32 or fp16 export"
+        )
     if precision not in PRECISIONS:
         raise BasamError(
             f"the manifest of {name} gives precision {precision!r}, not fp32 or fp16: export again"
