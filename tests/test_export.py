@@ -177,7 +177,7 @@ def test_an_interrupted_export_leaves_nothing_behind(tmp_path, monkeypatch):
         (dict(min_size=1024, max_size=512), r"`min_size` 1024 is above `max_size` 512"),
         (dict(max_size=100), r"`max_size` 100 is not a positive multiple of 16"),
         (dict(bias="fused"), r"unknown bias mode 'fused': choose subgraph or plugin"),
-        (dict(precision="int8"), r"unknown precision 'int8'"),
+        (dict(precision="bf16"), r"unknown precision 'bf16': choose fp32 or fp16 or int8"),
         (dict(opset=13), r"opset 13 is not supported"),
         (dict(check_sizes=[(128, 128)]), r"check size 128x128 is outside the exported range"),
     ],
