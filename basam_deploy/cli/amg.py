@@ -26,9 +26,9 @@ from .options import (
     add_model_options,
     add_resolution_option,
     add_size_range_options,
+    backend_arguments,
     generator_parameters,
     model_options,
-    size_range,
 )
 from .progress import ProgressBar
 
@@ -193,15 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     outputs = _outputs(args)
     image = read_image(args.image)
-    backend = load_backend(
-        args.backend,
-        onnx=args.onnx,
-        engines=args.engines,
-        resolution=args.resolution,
-        threads=args.threads,
-        **size_range(args),
-        **model_options(args),
-    )
+    backend = load_backend(args.backend, **backend_arguments(args))
     _check_size(image, backend.predictor, args.image)
     parameters = generator_parameters(args)
     generator = MaskGenerator(backend.predictor, output_mode="coco_rle", **parameters)

@@ -27,7 +27,9 @@ API (stable; every command uses it):
 - ``add_backend_options(parser, *, threads=False)`` -> ``--backend torch|onnxruntime|tensorrt``
   (default torch), ``--onnx DIR`` (a basam-export folder), ``--engines DIR`` (a basam-trt folder),
   ``--threads N`` with ``threads=True``; ``backend_folder(args)`` -> the folder of the chosen
-  backend (None for torch). ``add_threads_option(group)``: ``--threads N`` alone (basam-web).
+  backend (None for torch); ``backend_arguments(args)`` -> ``load_backend``'s keyword arguments
+  from these options, ``--resolution`` and the model and size-range options.
+  ``add_threads_option(group)``: ``--threads N`` alone (basam-web).
 - ``add_resolution_option(parser, *, what, native)`` -> ``--resolution N``, the Predictor's resize
   policy (default: native, the image's own size clamped into the range).
 - ``add_generator_options(parser)`` -> one flag per ``MaskGenerator`` parameter offered
@@ -212,6 +214,19 @@ def add_resolution_option(parser: argparse.ArgumentParser, *, what: str, native:
         help=f"long side {what} is resized to (default: native, {native})",
     )
     return group
+
+
+def backend_arguments(args: argparse.Namespace) -> Dict[str, Any]:
+    """``serving.server.load_backend``'s keyword arguments (after the backend's name) from a
+    command's backend, resolution, size-range and model options."""
+    return dict(
+        onnx=args.onnx,
+        engines=args.engines,
+        resolution=args.resolution,
+        threads=args.threads,
+        **size_range(args),
+        **model_options(args),
+    )
 
 
 def backend_folder(args: argparse.Namespace) -> Optional[Path]:

@@ -19,8 +19,7 @@ from .options import (
     add_model_options,
     add_resolution_option,
     add_size_range_options,
-    model_options,
-    size_range,
+    backend_arguments,
 )
 
 DEFAULTS = ServeConfig()
@@ -132,15 +131,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         max_request_bytes=args.max_request_mb * MIB,
     )
     config.check()  # before the model loads: a busy port is a one-line error at once
-    backend = load_backend(
-        args.backend,
-        onnx=args.onnx,
-        engines=args.engines,
-        resolution=args.resolution,
-        threads=args.threads,
-        **size_range(args),
-        **model_options(args),
-    )
+    backend = load_backend(args.backend, **backend_arguments(args))
     say = lambda text: print(f"basam-serve: {text}", flush=True)  # noqa: E731
     say(backend.summary)
     say(describe_policy(backend.predictor))
