@@ -154,3 +154,20 @@ def tiny_export(tmp_path_factory):
     yield export
     changed = [r.folder.name for r, digest in cache.values() if _digest(r.folder) != digest]
     assert not changed, f"tests wrote into the shared exports {changed}: copy them first"
+
+
+@pytest.fixture(scope="module")
+def models():
+    """(ours, theirs): the shipped tiny weights in BasamSam (preset sam) and in segment-anything's
+    own Sam with the same configuration: the two sides of the reference tests against
+    SamPredictor and SamAutomaticMaskGenerator (which skip where torchvision does not import)."""
+    from test_against_segment_anything import stock_sam
+
+    from basam_deploy import build_sam
+    from basam_deploy.sam_modules import Sam
+
+    ours = build_sam("tiny", "sam")
+    theirs = stock_sam("tiny")
+    theirs.load_state_dict(ours.state_dict())
+    assert isinstance(theirs, Sam) and type(theirs) is Sam
+    return ours, theirs

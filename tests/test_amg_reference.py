@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from basam_deploy import MaskGenerator, Predictor, build_sam
+from basam_deploy import MaskGenerator, Predictor
 
 try:  # the import that fails without a working torchvision (see basam_deploy/sam_modules.py)
     import torchvision  # noqa: F401
@@ -43,18 +43,6 @@ def shapes(size: str) -> np.ndarray:
     """The shipped 384 x 256 (W x H) scene, or its left 256 x 256 square."""
     image = np.asarray(Image.open("samples/images/shapes.jpg").convert("RGB"))
     return np.ascontiguousarray(image[:, :256]) if size == "256" else image
-
-
-@pytest.fixture(scope="module")
-def models():
-    """(ours, theirs): the shipped tiny weights in BasamSam (preset sam) and in segment-anything's
-    own Sam with the same configuration."""
-    from test_against_segment_anything import stock_sam
-
-    ours = build_sam("tiny", "sam")
-    theirs = stock_sam("tiny")
-    theirs.load_state_dict(ours.state_dict())
-    return ours, theirs
 
 
 def match(ours: list, theirs: list) -> dict:

@@ -19,9 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from basam_deploy import build_sam
 from basam_deploy.predictor import Predictor
-from basam_deploy.sam_modules import Sam
 
 try:  # the import that fails without a working torchvision (see basam_deploy/sam_modules.py)
     import torchvision  # noqa: F401
@@ -42,19 +40,6 @@ def sample(name: str) -> np.ndarray:
     if name == "coffee-crop":
         return np.ascontiguousarray(sample("coffee")[100:231, 200:373])
     return np.asarray(Image.open(f"samples/images/{name}.jpg").convert("RGB"))
-
-
-@pytest.fixture(scope="module")
-def models():
-    """(ours, theirs): the shipped tiny weights in BasamSam (preset sam) and in segment-anything's
-    own Sam with the same configuration."""
-    from test_against_segment_anything import stock_sam
-
-    ours = build_sam("tiny", "sam")
-    theirs = stock_sam("tiny")
-    theirs.load_state_dict(ours.state_dict())
-    assert isinstance(theirs, Sam) and type(theirs) is Sam
-    return ours, theirs
 
 
 def prompts(height: int, width: int):
