@@ -300,7 +300,16 @@ def test_an_output_under_a_file_is_refused_before_tracing(tmp_path, monkeypatch)
         export_onnx(build_sam("tiny"), tmp_path / "file" / "out", progress=lambda _: None)
 
 
-def test_an_interrupt_during_the_final_renames_waits_for_them():
+@pytest.fixture
+def sigint_default():
+    """SIGINT as Python installs it. A shell without job control starts background jobs with SIGINT
+    ignored (``pytest ... &``), and the product keeps an ignored signal ignored (nohup semantics)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_during_the_final_renames_waits_for_them(sigint_default):
     moved = []
     with pytest.raises(KeyboardInterrupt):
         with deferred_interrupts():
@@ -324,7 +333,9 @@ def test_sigterm_is_an_interrupt_that_cleans_up(tmp_path, capsys):
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
 
 
-def test_an_interrupt_a_library_wraps_in_its_own_error_is_still_an_interrupt(capsys):
+def test_an_interrupt_a_library_wraps_in_its_own_error_is_still_an_interrupt(
+    capsys, sigint_default
+):
     def main(_argv):
         try:  # what torch.onnx.export's capture strategies do with a failure
             os.kill(os.getpid(), signal.SIGINT)
@@ -335,6 +346,21 @@ def test_an_interrupt_a_library_wraps_in_its_own_error_is_still_an_interrupt(cap
 
     assert run("basam-export", main, []) == 130
     assert capsys.readouterr().err == "basam-export: interrupted\n"
+
+
+def test_an_ignored_sigint_stays_ignored_through_a_command():
+    def main(_argv):
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # not replaced by the CLI's own
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        return 0
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert run("basam-export", main, []) == 0
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_one_line_warnings_on_the_command_line(capsys):
