@@ -33,7 +33,7 @@ KNOWN_DEBT = {"web/images.py": "--max-image-pixels in too_large(), mirrored by s
 # Another concept under a shared option's flag (see DIFFERENT_BY_DESIGN).
 OTHER_CONCEPT = {("basam-trt triton-repo", "--backend"), ("basam-export", "--onnx")}
 # Files whose backticks are Markdown (a generated README), not parameters of a message.
-MARKDOWN = {"tensorrt/triton_repo/readme.py"}
+MARKDOWN = {"triton_repo/readme.py"}
 # Flags two commands declare for different things, so their defaults differ by design.
 DIFFERENT_BY_DESIGN = {
     "--backend": "basam-trt triton-repo: the repository's Triton backend (auto/tensorrt/onnx), "
@@ -164,7 +164,7 @@ def test_in_flags(message, expected):
 
 
 def test_triton_repo_help_names_the_models_it_writes():
-    from basam_deploy.tensorrt.triton_repo import DECODER_MODEL, ENCODER_MODEL, ENSEMBLE_MODEL
+    from basam_deploy.triton_repo import DECODER_MODEL, ENCODER_MODEL, ENSEMBLE_MODEL
 
     (sub,) = [p for c, p in entry_points() if c == "basam-trt triton-repo"]
     for name in (ENCODER_MODEL, DECODER_MODEL, ENSEMBLE_MODEL):

@@ -24,15 +24,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from basam_deploy import triton_repo
 from basam_deploy.artifacts import sha256, write_json
 from basam_deploy.cli.trt import entry, main
 from basam_deploy.errors import BasamError
 from basam_deploy.export.manifest import ExportManifest
-from basam_deploy.tensorrt import triton_repo
 from basam_deploy.tensorrt.device import GpuInfo
 from basam_deploy.tensorrt.manifest import engine_manifest, read_engine_manifest
 from basam_deploy.tensorrt.plan import PLUGIN_MODULE, BuildOptions, make_plan
-from basam_deploy.tensorrt.triton_repo import (
+from basam_deploy.triton_repo import (
     TritonRepoOptions,
     check_ensemble,
     plan_triton_repo,

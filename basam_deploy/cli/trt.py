@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--iterations", type=int, default=50)
     bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write rows")
 
-    from ..tensorrt.triton_repo import DECODER_MODEL, ENCODER_MODEL, ENSEMBLE_MODEL
+    from ..triton_repo import DECODER_MODEL, ENCODER_MODEL, ENSEMBLE_MODEL
 
     triton = commands.add_parser(
         "triton-repo",
@@ -258,7 +258,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_triton_repo(args: argparse.Namespace) -> int:
-    from ..tensorrt.triton_repo import (
+    from ..triton_repo import (
         TritonRepoOptions,
         model_config_text,
         plan_triton_repo,

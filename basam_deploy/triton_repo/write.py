@@ -6,8 +6,8 @@ import warnings
 from pathlib import Path
 from typing import Dict, Union
 
-from ..._version import __version__
-from ...artifacts import (
+from .._version import __version__
+from ..artifacts import (
     MANIFEST,
     check_output_folder,
     package_versions,
@@ -15,7 +15,7 @@ from ...artifacts import (
     staged_folder,
     write_json,
 )
-from ...errors import BasamError, BasamWarning
+from ..errors import BasamError, BasamWarning
 from .checks import check_ensemble, check_parsed, model_config_schema, parse_model_config
 from .config import model_config_text
 from .model import TOOL, RepoPlan

@@ -2,8 +2,8 @@
 
 from typing import List
 
-from ..._version import __version__
-from ...artifacts import MANIFEST
+from .._version import __version__
+from ..artifacts import MANIFEST
 from .model import TENSORRT, TOOL, RepoPlan, Tensor
 from .sources import profile_lines
 

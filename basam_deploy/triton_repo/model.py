@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Tuple, Union
 
-from ..manifest import EngineManifest
+from ..tensorrt.manifest import EngineManifest
 
 TOOL = "basam-trt triton-repo"
 TENSORRT, ONNX = "tensorrt", "onnx"

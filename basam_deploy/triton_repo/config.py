@@ -4,7 +4,7 @@ plan's comments."""
 import textwrap
 from typing import List, Sequence, Tuple
 
-from ..._version import __version__
+from .._version import __version__
 from .model import TOOL, ModelPlan, Tensor
 
 

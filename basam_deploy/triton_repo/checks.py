@@ -5,7 +5,7 @@ the ensemble checked with Triton's tensor-consistency rules (ported from triton-
 
 from typing import Dict, Sequence, Tuple
 
-from ...errors import BasamError
+from ..errors import BasamError
 from .model import ModelPlan, Tensor
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Mapping, Optional, Tuple, Union
 
-from ...errors import BasamError
-from ..manifest import EngineManifest
-from ..plan import PLUGIN_MODULE
-from ..profiles import DECODER, ENCODER, describe_profiles
+from ..errors import BasamError
+from ..tensorrt.manifest import EngineManifest
+from ..tensorrt.plan import PLUGIN_MODULE
+from ..tensorrt.profiles import DECODER, ENCODER, describe_profiles
 from .checks import check_ensemble
 from .model import (
     KINDS,

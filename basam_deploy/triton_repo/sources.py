@@ -8,9 +8,9 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import onnx
 
-from ...artifacts import MANIFEST, sha256
-from ...errors import BasamError
-from ...export.graphs import (
+from ..artifacts import MANIFEST, sha256
+from ..errors import BasamError
+from ..export.graphs import (
     DECODER_FILE,
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -18,11 +18,11 @@ from ...export.graphs import (
     ENCODER_INPUTS,
     ENCODER_OUTPUTS,
 )
-from ...export.manifest import ExportManifest, TensorRecord, read_export
-from ...fused_op_contract import plugin_nodes
-from ...onnx_types import value_types
-from ..manifest import EngineManifest, read_engine_manifest
-from ..profiles import DECODER, ENCODER
+from ..export.manifest import ExportManifest, TensorRecord, read_export
+from ..fused_op_contract import plugin_nodes
+from ..onnx_types import value_types
+from ..tensorrt.manifest import EngineManifest, read_engine_manifest
+from ..tensorrt.profiles import DECODER, ENCODER
 from .model import BACKENDS, ONNX, TENSORRT, GraphSource, Tensor
 
 ENGINE_SUFFIXES = (".engine", ".plan")
