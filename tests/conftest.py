@@ -8,7 +8,8 @@ Fixtures other test files may use (names are stable):
 Helpers: ``tiny_sam`` (the model an export of ``tiny_export`` was made from), ``randomize_``,
 ``relative_error``.
 
-Exports in use (each made once per session; ask for one of these rather than a near copy):
+Exports in use (each made once per run, shared by the pytest-xdist workers; ask for one of these
+rather than a near copy):
 - ``tiny_export(check=False)``: the shipped weights, 256-4096 px (trt_build, triton_repo, cli_amg,
   mask_generator, web_page, web_server).
 - ``tiny_export(record_checkpoint=True, max_size=1024, check=False)``: what ``basam-export`` writes
@@ -24,6 +25,8 @@ import dataclasses
 import hashlib
 import math
 import os
+import pickle
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
@@ -98,26 +101,41 @@ def _digest(folder: Path) -> Dict[str, str]:
     }
 
 
+def _shared_root(tmp_path_factory, name: str) -> Path:
+    """A folder every process of this run sees: under pytest-xdist, the run's temporary folder
+    (the parent of each worker's own, ``pytest-N/popen-gwK``), so that the workers share what it
+    holds; without xdist, a fresh folder of this session (never one a previous run left)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.getbasetemp().parent / name
+        root.mkdir(exist_ok=True)
+        return root
+    return tmp_path_factory.mktemp(name)
+
+
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory):
     """``tiny_export(preset="basam", seed=None, *, record_checkpoint=False, model_options=None,
     **export_options) -> ExportResult``: the tiny model (``tiny_sam(preset, seed,
     **model_options)``) exported with ``ExportOptions(**export_options)``, once per distinct
-    configuration for the whole session, quietly (``ExportResult.folder`` holds the files).
+    configuration for the whole run, quietly (``ExportResult.folder`` holds the files).
 
     record_checkpoint: pass the shipped checkpoint to export_onnx, so the manifest names it (as
         ``basam-export`` does for the default model); only with ``seed=None``.
 
-    The folder is shared by every test that asks for the same configuration: never write into it
-    (copy it with ``shutil.copytree`` first). The session checks this at its end: a changed, added
-    or removed file fails it. Each call returns its own copy of the manifest dict.
+    The folder is shared by every test that asks for the same configuration, in every pytest-xdist
+    worker (the first to ask exports under a file lock, the others wait and read its result): never
+    write into it (copy it with ``shutil.copytree`` first). Each process checks the exports it used
+    at its end against their digests taken right after exporting: a changed, added or removed file
+    fails the session. Each call returns its own copy of the manifest dict.
     """
     # Imported here, not at the top: a test file that never exports should not depend on it.
+    from filelock import FileLock
+
     from basam_deploy.export.onnx_export import ExportOptions, export_onnx
     from basam_deploy.weights import shipped_checkpoint
 
-    root = tmp_path_factory.mktemp("exports")
-    cache: Dict[Tuple, Tuple["ExportResult", Dict[str, str]]] = {}
+    root = _shared_root(tmp_path_factory, "exports")
+    used: Dict[str, Tuple["ExportResult", Dict[str, str]]] = {}
 
     def export(
         preset: str = "basam",
@@ -137,22 +155,33 @@ def tiny_export(tmp_path_factory):
         named = {f.name for f in dataclasses.fields(resolved)}
         others = tuple(sorted((k, v) for k, v in model_options.items() if k not in named))
         options = ExportOptions(**export_options).resolve(sam)
-        key = (repr(resolved), seed, record_checkpoint, others, repr(options))
-        if key not in cache:
-            folder = root / f"{len(cache):02d}-{preset}-{'shipped' if seed is None else seed}"
-            result = export_onnx(
-                sam,
-                folder,
-                options,
-                checkpoint=shipped_checkpoint("tiny") if record_checkpoint else None,
-                progress=lambda _: None,
-            )
-            cache[key] = result, _digest(folder)
-        result, _ = cache[key]
+        key = repr((repr(resolved), seed, record_checkpoint, others, repr(options)))
+        # The same name in every worker: the folder, its lock and the pickled result.
+        name = f"{preset}-{'shipped' if seed is None else seed}-"
+        name += hashlib.sha256(key.encode()).hexdigest()[:12]
+        if name not in used:
+            folder, saved = root / name, root / f"{name}.pickle"
+            with FileLock(str(root / f"{name}.lock")):
+                if not saved.exists():
+                    shutil.rmtree(folder, ignore_errors=True)  # a worker that failed midway
+                    result = export_onnx(
+                        sam,
+                        folder,
+                        options,
+                        checkpoint=shipped_checkpoint("tiny") if record_checkpoint else None,
+                        progress=lambda _: None,
+                    )
+                    staged = saved.with_suffix(".partial")
+                    staged.write_bytes(pickle.dumps((key, result, _digest(folder))))
+                    staged.replace(saved)
+                stored_key, result, digest = pickle.loads(saved.read_bytes())
+            assert stored_key == key, f"two configurations share the name {name}"
+            used[name] = result, digest
+        result, _ = used[name]
         return dataclasses.replace(result, manifest=copy.deepcopy(result.manifest))
 
     yield export
-    changed = [r.folder.name for r, digest in cache.values() if _digest(r.folder) != digest]
+    changed = [r.folder.name for r, digest in used.values() if _digest(r.folder) != digest]
     assert not changed, f"tests wrote into the shared exports {changed}: copy them first"
 
 
