@@ -17,9 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from basam_deploy import build_sam
-from basam_deploy.export.onnx_export import ExportOptions, export_onnx
-
 REPO = Path(__file__).resolve().parents[1]
 LADDER = json.loads(
     (REPO / "basam_deploy" / "tensorrt" / "profile_presets" / "ladder.json").read_text()
@@ -54,18 +51,13 @@ def _build_wheel(root: Path) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """(the venv's python with basam-deploy installed from a freshly built wheel, a tiny export).
-    The export runs while pip builds the wheel."""
+def installed(tmp_path_factory, tiny_export):
+    """(the venv's python with basam-deploy installed from a freshly built wheel, a tiny export:
+    the shipped weights over the full range, as the ladder goes up to 2048 px). The export, if no
+    other file made it yet, runs while pip builds the wheel; the tests only read it."""
     root = tmp_path_factory.mktemp("wheel")
     building = _build_wheel(root)
-    export = root / "export"
-    export_onnx(
-        build_sam("tiny", "basam"),
-        export,
-        ExportOptions(check=False),  # the full range: the ladder goes up to 2048 px
-        progress=lambda _: None,
-    )
+    export = tiny_export(check=False).folder
     output, _ = building.communicate(timeout=300)
     assert building.returncode == 0, output
     (wheel,) = (root / "wheels").glob("basam_deploy-*.whl")
