@@ -4,6 +4,7 @@ names in a message (`min_size`) reported as a flag that exists (``cli/flags.py``
 
 import argparse
 import importlib.util
+import inspect
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +20,7 @@ from basam_deploy.cli.options import (
     add_size_range_options,
 )
 from basam_deploy.errors import BasamError
+from basam_deploy.sam_modules import Sam
 
 PACKAGE = Path(basam_deploy.__file__).parent
 SAMPLE = PACKAGE.parent / "samples" / "python" / "segment.py"
@@ -163,12 +165,38 @@ def test_in_flags(message, expected):
     assert flag("max_batch") == "--max-batch"
 
 
-def test_triton_repo_help_names_the_models_it_writes():
-    from basam_deploy.triton_repo import DECODER_MODEL, ENCODER_MODEL, ENSEMBLE_MODEL
+def test_served_and_generated_models_never_share_a_name():
+    """The naming rule (docs/serving.md, docs/triton_repo.md): basam-serve's models take an image
+    and return original-size masks; a generated repository's carry SAM's modules' raw tensors
+    (a preprocessed image, low-res logits) and are named after them. A client written for one
+    contract must never reach the other under the same name and get other tensors silently."""
+    from basam_deploy.serving.protocol import SERVED_MODELS
+    from basam_deploy.triton_repo import REPO_MODELS
 
-    (sub,) = [p for c, p in entry_points() if c == "basam-trt triton-repo"]
-    for name in (ENCODER_MODEL, DECODER_MODEL, ENSEMBLE_MODEL):
-        assert name in sub.description
+    assert len(set(SERVED_MODELS)) == 2 and len(set(REPO_MODELS)) == 3
+    assert set(SERVED_MODELS).isdisjoint(REPO_MODELS)
+    # Named after the modules of SAM whose tensors they carry (segment-anything's Sam's parts).
+    encoder, decoder, _ = REPO_MODELS
+    parts = inspect.signature(Sam.__init__).parameters
+    assert {encoder.removeprefix("basam_"), decoder.removeprefix("basam_")} <= set(parts)
+
+
+@pytest.mark.parametrize(
+    "command, writes, not_theirs",
+    [
+        ("basam-trt triton-repo", "REPO_MODELS", "SERVED_MODELS"),
+        ("basam-serve", "SERVED_MODELS", "REPO_MODELS"),
+    ],
+)
+def test_each_help_names_the_models_it_writes_or_serves(command, writes, not_theirs):
+    from basam_deploy import triton_repo
+    from basam_deploy.serving import protocol
+
+    names = {"REPO_MODELS": triton_repo.REPO_MODELS, "SERVED_MODELS": protocol.SERVED_MODELS}
+    (parser,) = [p for c, p in entry_points() if c == command]
+    words = set(re.findall(r"\w+", parser.format_help()))
+    assert set(names[writes]) <= words
+    assert not set(names[not_theirs]) & words
 
 
 def test_sizes_are_n_or_hxw():

@@ -1,8 +1,11 @@
-"""The export manifest (``export/manifest.py``) and the engine manifest (``tensorrt/manifest.py``) as
-dataclasses: what ``to_json`` writes ``from_json`` reads back unchanged, through a real JSON file;
-a manifest of another format, another tool or with a field missing or mistyped is refused in one
-line that names the file and the fix. Plain Python, no export or engine built."""
+"""The export manifest (``export/manifest.py``), the engine manifest (``tensorrt/manifest.py``) and
+the Triton repository's manifest (``triton_repo/manifest.py``) as dataclasses: what ``to_json``
+writes ``from_json`` reads back unchanged, through a real JSON file; a manifest of another format,
+another tool or with a field missing or mistyped is refused in one line that names the file and the
+fix. Plain Python, no export or engine built."""
 
+import copy
+import dataclasses
 import json
 
 import pytest
@@ -28,6 +31,8 @@ from basam_deploy.tensorrt.manifest import (
     read_engine_manifest,
 )
 from basam_deploy.tensorrt.profiles import ResolutionProfile, ShapeRange
+from basam_deploy.triton_repo import TritonRepoOptions
+from basam_deploy.triton_repo.manifest import RepoFile, RepoManifest, RepoValidation
 
 EXPORT = ExportManifest(
     model="tiny",
@@ -207,3 +212,94 @@ def test_a_recorded_plugin_implementation_is_kept():
     (plugin,) = EngineManifest.from_json(data).plugins
     assert plugin.implementation == "jit"
     assert EngineManifest.from_json(EngineManifest.from_json(data).to_json()).plugins == (plugin,)
+
+
+# Triton repository manifest -----------------------------------------------------------------------
+
+# A format-1 manifest as basam-trt triton-repo wrote it before RepoManifest existed (a real ONNX
+# repository's, files shortened to two): the layout RepoManifest must read and write unchanged.
+REPO_FORMAT_1 = {
+    "tool": "basam-trt triton-repo",
+    "format": 1,
+    "basam_deploy": "0.1.0",
+    "source": {"folder": "/data/exp", "backend": "onnx"},
+    "provenance": {
+        "export": {"model": "tiny", "preset": "basam", "bias": "subgraph", "precision": "fp32"},
+        "size_range": {"min": 256, "max": 4096, "multiple_of": 16},
+        "files": {"encoder.onnx": {"sha256": "3e" * 32}, "decoder.onnx": {"sha256": "e1" * 32}},
+    },
+    "options": {"backend": "auto", "instances": 2, "max_batch": 0, "kind": "cpu"},
+    "models": {
+        "basam_image_encoder": {
+            "platform": "onnxruntime_onnx",
+            "max_batch_size": 0,
+            "instance_kind": "KIND_CPU",
+            "instances": 2,
+            "profiles": [],
+            "dynamic_batching": False,
+        },
+        "basam_sam": {
+            "platform": "ensemble",
+            "max_batch_size": 0,
+            "instance_kind": None,
+            "instances": None,
+            "profiles": [],
+            "dynamic_batching": False,
+        },
+    },
+    "files": {
+        "README.md": {"sha256": "4f" * 32, "bytes": 3071},
+        "basam_image_encoder/1/model.onnx": {"sha256": "3e" * 32, "bytes": 1290436},
+    },
+    "validation": {
+        "model_config_schema": "tritonclient 2.73.0 model_config_pb2 (text_format.Parse)",
+        "ensemble": "Triton's tensor-consistency rules (core ensemble_utils.cc), in Python",
+    },
+    "versions": {"tritonclient": "2.73.0", "protobuf": "6.33.5", "onnx": None, "onnxruntime": None},
+    "notes": ["a note"],
+}
+
+
+def test_repo_manifest_reads_and_writes_format_1_unchanged(tmp_path):
+    manifest = RepoManifest.read(written(tmp_path, REPO_FORMAT_1))
+    assert manifest.to_json() == REPO_FORMAT_1
+    assert json.dumps(manifest.to_json()) == json.dumps(REPO_FORMAT_1)  # key order too
+    assert manifest.options == TritonRepoOptions("auto", 2, 0, "cpu")
+    assert manifest.models["basam_sam"].instances is None
+    assert manifest.files["README.md"] == RepoFile("4f" * 32, 3071)
+    # Without tritonclient the schema check is skipped, and the manifest says so with a null.
+    unchecked = dataclasses.replace(manifest, validation=RepoValidation(None))
+    assert RepoManifest.from_json(json.loads(json.dumps(unchecked.to_json()))) == unchecked
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda d: d.update(format=2),
+            "has repository manifest format 2, this basam-deploy reads 1: write the repository "
+            "again with basam-trt triton-repo from this basam-deploy, or upgrade basam-deploy",
+        ),
+        (lambda d: d.update(tool="basam-export"), "was not written by basam-trt triton-repo"),
+        (lambda d: d.pop("format"), "has no format: write the repository again"),
+        (lambda d: d["options"].update(instances="2"), "gives options.instances '2' where int"),
+        (
+            lambda d: d["files"]["README.md"].pop("sha256"),
+            "has no files.README.md.sha256: write the repository again",
+        ),
+        (lambda d: d["models"]["basam_sam"].pop("platform"), "has no models.basam_sam.platform"),
+    ],
+)
+def test_a_newer_foreign_or_broken_repo_manifest_is_one_line(tmp_path, change, message):
+    data = copy.deepcopy(REPO_FORMAT_1)
+    change(data)
+    folder = written(tmp_path, data)
+    error = one_line_error(lambda: RepoManifest.read(folder))
+    assert error.startswith(str(folder / "manifest.json")) and message in error
+    assert "basam-trt triton-repo" in error
+
+
+def test_an_export_manifest_is_not_a_repo_manifest(tmp_path):
+    folder = written(tmp_path, EXPORT.to_json())
+    error = one_line_error(lambda: RepoManifest.read(folder))
+    assert "was not written by basam-trt triton-repo (tool 'basam-export')" in error

@@ -9,7 +9,6 @@ with the encoder and decoder swapped for Python-backend stand-ins that run the s
 onnxruntime, and serves the ensemble end to end."""
 
 import dataclasses
-import json
 import os
 import shutil
 import socket
@@ -29,15 +28,18 @@ from basam_deploy.artifacts import sha256, write_json
 from basam_deploy.cli.trt import entry, main
 from basam_deploy.errors import BasamError
 from basam_deploy.export.manifest import ExportManifest
+from basam_deploy.serving.protocol import SERVED_MODELS
 from basam_deploy.tensorrt.device import GpuInfo
 from basam_deploy.tensorrt.manifest import engine_manifest, read_engine_manifest
 from basam_deploy.tensorrt.plan import PLUGIN_MODULE, BuildOptions, make_plan
 from basam_deploy.triton_repo import (
+    RepoManifest,
     TritonRepoOptions,
     check_ensemble,
     plan_triton_repo,
     write_triton_repo,
 )
+from basam_deploy.triton_repo.manifest import RepoSource
 
 text_format = pytest.importorskip("google.protobuf.text_format")
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
@@ -211,19 +213,20 @@ def test_export_folder_becomes_an_onnxruntime_repository(export, tmp_path, capsy
     )
     check_ensemble_config(repo, encoder_batch=4)
 
-    manifest = json.loads((repo / "manifest.json").read_text())
-    assert manifest["tool"] == "basam-trt triton-repo"
-    assert manifest["source"] == {"folder": str(export.resolve()), "backend": "onnx"}
-    assert manifest["provenance"]["files"]["encoder.onnx"]["sha256"] == sha256(
-        export / "encoder.onnx"
-    )
-    assert set(manifest["files"]) == set(files_under(repo)) - {"manifest.json"}
-    assert manifest["files"]["basam_sam/config.pbtxt"]["sha256"] == sha256(
+    manifest = RepoManifest.read(repo)
+    assert manifest.source == RepoSource(str(export.resolve()), "onnx")
+    assert manifest.provenance["files"]["encoder.onnx"]["sha256"] == sha256(export / "encoder.onnx")
+    assert set(manifest.files) == set(files_under(repo)) - {"manifest.json"}
+    assert manifest.files["basam_sam/config.pbtxt"].sha256 == sha256(
         repo / "basam_sam/config.pbtxt"
     )
-    assert "model_config_pb2" in manifest["validation"]["model_config_schema"]
+    assert "model_config_pb2" in manifest.validation.model_config_schema
     readme = (repo / "README.md").read_text()
     assert "tritonserver --model-repository" in readme and "ImageTransform" in readme
+    # The naming rule, with basam-serve's names as serving.protocol defines them.
+    (rule,) = [line for line in readme.splitlines() if line.startswith("Names: ")]
+    for name in MODELS + SERVED_MODELS:
+        assert f"`{name}`" in rule
 
     # The copied model runs in onnxruntime at a non-square size with the shapes the config gives.
     session = ort.InferenceSession(str(repo / "basam_image_encoder/1/model.onnx"))
@@ -279,8 +282,8 @@ def test_onnx_with_external_data_becomes_a_model_folder(export, tmp_path):
     session = ort.InferenceSession(str(folder / "model.onnx"))
     (out,) = session.run(None, {"image": np.zeros((1, 3, 256, 288), np.float32)})
     assert out.shape == (1, 64, 16, 18)
-    recorded = json.loads((repo / "manifest.json").read_text())
-    assert recorded["provenance"]["files"]["encoder.onnx"]["external_data"] == ["encoder.onnx.data"]
+    recorded = RepoManifest.read(repo)
+    assert recorded.provenance["files"]["encoder.onnx"]["external_data"] == ["encoder.onnx.data"]
 
 
 def test_cpu_instances_and_batching_off(export):
@@ -355,12 +358,10 @@ def test_engine_folder_becomes_tensorrt_plans_with_every_profile(engines, tmp_pa
     decoder_profiles = params(read_config(repo, "basam_mask_decoder"))["basam_profiles"]
     assert "image_embeddings 1x64x16x16..1x64x48x48 (opt 1x64x32x32)" in decoder_profiles
     check_ensemble_config(repo, encoder_batch=1)
-    manifest = json.loads((repo / "manifest.json").read_text())
-    assert manifest["provenance"]["tensorrt"] == TRT_VERSION
-    assert manifest["provenance"]["engines"]["encoder"]["sha256"] == sha256(
-        engines / "encoder.engine"
-    )
-    assert manifest["models"]["basam_image_encoder"]["profiles"] == ["0", "1", "2"]
+    manifest = RepoManifest.read(repo)
+    assert manifest.provenance["tensorrt"] == TRT_VERSION
+    assert manifest.provenance["engines"]["encoder"]["sha256"] == sha256(engines / "encoder.engine")
+    assert manifest.models["basam_image_encoder"].profiles == ("0", "1", "2")
     assert f"TensorRT is {TRT_VERSION}" in (repo / "README.md").read_text()
 
 

@@ -11,7 +11,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..serving.protocol import DECODER_MODEL, DEFAULT_MAX_IMAGE_PIXELS, ENCODER_MODEL
+from ..serving.protocol import (
+    DECODER_MODEL,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ENCODER_MODEL,
+    SERVED_MODELS,
+)
 from ..serving.server import STOP_GRACE_S, ServeConfig
 from . import ArgumentParser, positive_int, run
 from .options import (
@@ -27,7 +32,12 @@ MIB = 2**20
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="basam-serve", description=__doc__.splitlines()[0])
+    description = (
+        f"{__doc__.splitlines()[0]} Models {' and '.join(SERVED_MODELS)}: RGB images in, masks at "
+        "the original size out (basam-trt triton-repo's models, named after SAM's modules, carry "
+        "the graphs' raw tensors instead)."
+    )
+    parser = ArgumentParser(prog="basam-serve", description=description)
     add_model_options(parser)  # the torch backend's
     add_backend_options(parser, threads=True)
     resize = add_resolution_option(

@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             f"Write a Triton model repository ({ENCODER_MODEL}, {DECODER_MODEL} and the ensemble "
             f"{ENSEMBLE_MODEL}) from an engine folder (basam-trt build) or an export folder "
-            "(basam-export)."
+            "(basam-export). The models carry the graphs' raw tensors (a preprocessed image in, "
+            "low-res mask logits out), hence names after SAM's modules; basam-serve's models, "
+            "images in and original-size masks out, have other names."
         ),
     )
     triton.add_argument("source", type=Path, metavar="ENGINE_OR_ONNX_DIR")
@@ -278,8 +280,8 @@ def cmd_triton_repo(args: argparse.Namespace) -> int:
             print(f"\n--- {model.name}/config.pbtxt\n{model_config_text(model)}", end="")
         return 0
     manifest = write_triton_repo(plan, args.output, force=args.force)
-    checked = manifest["validation"]["model_config_schema"] or "not checked (no tritonclient)"
-    print(f"wrote {args.output} ({len(manifest['files'])} files; configs: {checked})")
+    checked = manifest.validation.model_config_schema or "not checked (no tritonclient)"
+    print(f"wrote {args.output} ({len(manifest.files)} files; configs: {checked})")
     return 0
 
 

@@ -29,8 +29,12 @@ import numpy as np
 from ..errors import BasamError
 from ..pipeline.transform import POINT_LABELS, ImageTransform
 
+# The naming rule (docs/serving.md): a model that takes an image and returns masks at the original
+# size is basam_encoder / basam_decoder; a model that carries one of SAM's modules' raw tensors is
+# named after that module (triton_repo.REPO_MODELS). The contracts differ, so the names never meet.
 ENCODER_MODEL = "basam_encoder"
 DECODER_MODEL = "basam_decoder"
+SERVED_MODELS = (ENCODER_MODEL, DECODER_MODEL)
 EMBEDDING_STRIDE = 16  # the image encoder's patch: embeddings are Hp/16 x Wp/16
 # 8192 x 8192: an upload of 200 MB and full-size masks of 67 MB per prompt and mask; a guard for
 # the server's memory, not a model limit (the resize policy brings every size into the model's range).

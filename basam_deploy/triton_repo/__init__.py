@@ -25,7 +25,7 @@ Every config is parsed with Triton's own ``ModelConfig`` protobuf schema (triton
 ensemble is checked with Triton's tensor-consistency rules (ported from triton-inference-server/core
 ``ensemble_utils.cc``).
 
-Layout (data flows one way: sources -> plan -> config, readme -> write):
+Layout (data flows one way: sources -> plan -> config, readme, manifest -> write):
 - ``model.py``: the data (``TritonRepoOptions``, ``Tensor``, ``GraphSource``, ``Step``,
   ``ModelPlan``, ``RepoPlan``) and the names shared by every layer;
 - ``sources.py``: an engine or export folder read into two ``GraphSource``s (``read_source``);
@@ -34,13 +34,15 @@ Layout (data flows one way: sources -> plan -> config, readme -> write):
 - ``plan.py``: every model configuration decided (``plan_triton_repo``);
 - ``config.py``: a model's ``config.pbtxt`` text (``model_config_text``);
 - ``readme.py``: the repository's README.md;
+- ``manifest.py``: the repository's ``manifest.json`` as data (``RepoManifest``, ``repo_manifest``);
 - ``write.py``: the repository written atomically with its manifest (``write_triton_repo``).
 """
 
 from .checks import check_ensemble, parse_model_config
 from .config import model_config_text
+from .manifest import RepoManifest
 from .model import TOOL, RepoPlan, TritonRepoOptions
-from .plan import DECODER_MODEL, ENCODER_MODEL, ENSEMBLE_MODEL, plan_triton_repo
+from .plan import DECODER_MODEL, ENCODER_MODEL, ENSEMBLE_MODEL, REPO_MODELS, plan_triton_repo
 from .sources import read_source
 from .write import write_triton_repo
 
@@ -48,7 +50,9 @@ __all__ = [
     "ENCODER_MODEL",
     "DECODER_MODEL",
     "ENSEMBLE_MODEL",
+    "REPO_MODELS",
     "TOOL",
+    "RepoManifest",
     "RepoPlan",
     "TritonRepoOptions",
     "check_ensemble",

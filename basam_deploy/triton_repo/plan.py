@@ -25,11 +25,16 @@ from .model import (
 )
 from .sources import profile_batches, profile_lines, read_source, shared_batch_axis
 
+# The naming rule (docs/triton_repo.md): a model that carries one of SAM's modules' raw tensors (a
+# preprocessed float image in, low-res logits out) is named after that module, the ensemble of both
+# after SAM; basam-serve's models (an image in, original-size masks out) are basam_encoder /
+# basam_decoder (serving.protocol.SERVED_MODELS). The contracts differ, so the names never meet.
 ENCODER_MODEL, DECODER_MODEL, ENSEMBLE_MODEL = (
     "basam_image_encoder",
     "basam_mask_decoder",
     "basam_sam",
 )
+REPO_MODELS = (ENCODER_MODEL, DECODER_MODEL, ENSEMBLE_MODEL)
 PLATFORMS = {TENSORRT: "tensorrt_plan", ONNX: "onnxruntime_onnx"}
 MODEL_FILES = {TENSORRT: "model.plan", ONNX: "model.onnx"}
 # ONNX Runtime accepts any batch the export allows (1024): 4 is a modest default, as activation

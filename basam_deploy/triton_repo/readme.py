@@ -58,6 +58,14 @@ def _models_section(plan: RepoPlan) -> List[str]:
         "max_batch_size 0 |",
         f"| `{ensemble.name}` | `ensemble` | {encoder.name} then {decoder.name}: one image and its "
         "prompts per request |",
+        "",
+        # The rule as docs/triton_repo.md and docs/serving.md state it; basam-serve's names are
+        # serving.protocol.SERVED_MODELS (a sibling layer: tests/test_triton_repo.py checks them).
+        "Names: a model that carries one of SAM's modules' raw tensors (a preprocessed image in, "
+        f"low-res mask logits out) is named after that module (`{encoder.name}`, `{decoder.name}`, "
+        f"and `{ensemble.name}` for both); a model that takes an image and returns masks at the "
+        "original size, as `basam-serve` serves them, is `basam_encoder` / `basam_decoder`. The "
+        "contracts differ, so the names do: a client written for one never reaches the other.",
     ]
 
 
@@ -85,8 +93,7 @@ def _requests_section(plan: RepoPlan) -> List[str]:
         "without Triton's Python backend, which this repository does not use.",
         "",
         f"To encode an image once and prompt it many times, call `{encoder.name}` and then "
-        f"`{decoder.name}` with the embeddings. (`basam-serve` serves the whole pipeline, raw "
-        "images in, as `basam_encoder` / `basam_decoder`: another contract, other names.)",
+        f"`{decoder.name}` with the embeddings.",
     ]
 
 

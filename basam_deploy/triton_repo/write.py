@@ -4,62 +4,15 @@ manifest written, all in a staging folder renamed into place."""
 import shutil
 import warnings
 from pathlib import Path
-from typing import Dict, Union
+from typing import Union
 
-from .._version import __version__
-from ..artifacts import (
-    MANIFEST,
-    check_output_folder,
-    package_versions,
-    sha256,
-    staged_folder,
-    write_json,
-)
+from ..artifacts import MANIFEST, check_output_folder, sha256, staged_folder, write_json
 from ..errors import BasamError, BasamWarning
 from .checks import check_ensemble, check_parsed, model_config_schema, parse_model_config
 from .config import model_config_text
+from .manifest import RepoFile, RepoManifest, repo_manifest
 from .model import TOOL, RepoPlan
 from .readme import repo_readme
-
-
-def _repo_manifest(plan: RepoPlan, files: Dict, schema) -> Dict:
-    options = plan.options
-    return {
-        "tool": TOOL,
-        "format": 1,
-        "basam_deploy": __version__,
-        "source": {"folder": str(plan.source.resolve()), "backend": plan.backend},
-        "provenance": dict(plan.provenance),
-        "options": {
-            "backend": options.backend,
-            "instances": options.instances,
-            "max_batch": options.max_batch,
-            "kind": options.kind,
-        },
-        "models": {
-            m.name: {
-                "platform": m.platform,
-                "max_batch_size": m.max_batch_size,
-                "instance_kind": m.instance_kind,
-                "instances": m.instances if m.instance_kind else None,
-                "profiles": list(m.profiles),
-                "dynamic_batching": m.dynamic_batching,
-            }
-            for m in plan.models
-        },
-        "files": files,
-        "validation": {
-            "model_config_schema": (
-                f"tritonclient {package_versions(['tritonclient'])['tritonclient']} "
-                f"model_config_pb2 (text_format.Parse)"
-                if schema
-                else None
-            ),
-            "ensemble": "Triton's tensor-consistency rules (core ensemble_utils.cc), in Python",
-        },
-        "versions": package_versions(["tritonclient", "protobuf", "onnx", "onnxruntime"]),
-        "notes": list(plan.notes),
-    }
 
 
 def _check_destination(plan: RepoPlan, output: Path, force: bool) -> None:
@@ -81,7 +34,7 @@ def write_triton_repo(
     output: Union[str, Path],
     *,
     force: bool = False,
-) -> Dict[str, object]:
+) -> RepoManifest:
     """Write the repository atomically; returns its manifest.
 
     Every config is parsed with Triton's ModelConfig schema and compared with the plan before any
@@ -116,10 +69,7 @@ def write_triton_repo(
                 check_parsed(parse_model_config(config.read_text(), str(config)), model)
         (staging / "README.md").write_text(repo_readme(plan))
         files = {
-            path.relative_to(staging).as_posix(): {
-                "sha256": sha256(path),
-                "bytes": path.stat().st_size,
-            }
+            path.relative_to(staging).as_posix(): RepoFile(sha256(path), path.stat().st_size)
             for path in sorted(staging.rglob("*"))
             if path.is_file()
         }
@@ -129,8 +79,8 @@ def write_triton_repo(
                 expected = next(
                     (g.sha256 for g in plan.graphs if g.file == source), None
                 ) or sha256(source)
-                if entry["sha256"] != expected:
+                if entry.sha256 != expected:
                     raise BasamError(f"copying {source} to {relative} changed it: write again")
-        manifest = _repo_manifest(plan, files, schema)
-        write_json(staging / MANIFEST, manifest)
+        manifest = repo_manifest(plan, files, schema_checked=schema is not None)
+        write_json(staging / MANIFEST, manifest.to_json())
     return manifest
