@@ -29,9 +29,6 @@ OTHER_PROGRAMS = {
     "tensorrt/trtexec.py": "trtexec's argv (--profile=N, --minShapes...)",
     "selftest/sample.py": "the C++ sample's argv (cpp/: --engines, --image, --point, --output)",
 }
-# Known debt, named so that it is not forgotten: basam-web's limit message is written twice, here
-# and in web/static/app.js (the page says it before upload); its owner changes both together.
-KNOWN_DEBT = {"web/images.py": "--max-image-pixels in too_large(), mirrored by static/app.js"}
 # Another concept under a shared option's flag (see DIFFERENT_BY_DESIGN).
 OTHER_CONCEPT = {("basam-trt triton-repo", "--backend"), ("basam-export", "--onnx")}
 # Files whose backticks are Markdown (a generated README), not parameters of a message.
@@ -111,15 +108,16 @@ def test_a_flag_two_commands_declare_has_one_default():
 
 def test_no_flag_of_ours_outside_the_cli():
     """The library speaks in parameters: a flag of one of our commands named outside cli/ (in code,
-    a message or a docstring) fails here; the message names the parameter (`min_size`)."""
+    a message or a docstring, or in the web page's scripts) fails here; the message names the
+    parameter (`min_size`), or takes its wording from the command (basam-web's pixel limit)."""
     pattern = re.compile(
         r"(?<![\w-])(" + "|".join(map(re.escape, sorted(declared(), key=len, reverse=True))) + ")"
         r"(?![\w-])"
     )
     found = []
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted([*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.js")]):
         relative = path.relative_to(PACKAGE).as_posix()
-        if relative.startswith("cli/") or relative in {**OTHER_PROGRAMS, **KNOWN_DEBT}:
+        if relative.startswith("cli/") or relative in OTHER_PROGRAMS:
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if pattern.search(line):

@@ -293,6 +293,7 @@ def test_bad_files_give_one_message_and_the_page_stays_usable(spare_page, tmp_pa
     page.wait_for_function("window.basam.state().message.includes('pixels')")
     message = state(page)["message"]
     assert "600 x 400 = 240000 pixels, over this server's limit of 200000" in message
+    assert message.endswith("or start basam-web with a larger --max-image-pixels")  # /api/info's
     assert "\n" not in message and state(page)["image"] is None
 
     open_sample(page)  # still usable: the next image opens and segments, the message is gone

@@ -22,9 +22,12 @@ from PIL import Image
 
 from basam_deploy.amg import default_parameters
 from basam_deploy.cli import run
+from basam_deploy.cli.flags import in_flags
 from basam_deploy.cli.web import main
 from basam_deploy.predictor import Predictor
+from basam_deploy.web import PageConfig
 from basam_deploy.web.assets import ORT_FILES, Assets
+from basam_deploy.web.images import UploadError, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "images" / "shapes.jpg"  # 384 x 256: non-square
@@ -172,6 +175,8 @@ def test_info_describes_the_model_limits_and_samples(server, export_folder):
     assert status == 200
     assert (info["model"], info["precision"], info["resolution"]) == ("tiny", "fp32", RESOLUTION)
     assert info["max_image_pixels"] == MAX_PIXELS
+    # The page tells how to raise it in basam-web's terms, which only the command knows.
+    assert info["raise_pixel_limit"] == "start basam-web with a larger --max-image-pixels"
     assert "shapes.jpg" in info["samples"]
     # The parameters that run: the given ones, MaskGenerator's own defaults for the others.
     options, defaults = info["everything"]["options"], default_parameters()
@@ -208,7 +213,12 @@ def test_everything_returns_the_mask_generators_masks_and_coco(server, export_fo
     "body, status, words",
     [
         (b"just some text, not an image\n", 415, "not an image"),
-        (png_bytes(600, 400), 413, "over this server's limit of 200000 pixels"),
+        (
+            png_bytes(600, 400),
+            413,
+            "over this server's limit of 200000 pixels: open a smaller image, or start basam-web "
+            "with a larger --max-image-pixels",
+        ),
         (SAMPLE.read_bytes()[:2000], 415, "damaged or truncated"),
         (b"", 400, "empty"),
     ],
@@ -219,6 +229,18 @@ def test_a_bad_upload_is_one_line_and_the_server_goes_on(server, body, status, w
     assert got == status
     assert words in error_line(answer)
     assert http(f"{server.url}/api/embed?name=ok", SAMPLE.read_bytes())[0] == 200
+
+
+def test_the_library_names_the_pixel_limits_parameter_and_the_command_its_flag():
+    """Served without basam-web (``PageConfig``'s default), the hint names the parameter; the
+    command's translation of it is the flag basam-web declares."""
+    hint = PageConfig(onnx=Path(".")).raise_pixel_limit
+    with pytest.raises(UploadError) as info:
+        read_image(png_bytes(600, 400), 200_000, hint)
+    assert info.value.status == 413
+    assert str(info.value).endswith("or serve the page with a larger `max_image_pixels`")
+    assert in_flags(str(info.value)).endswith("with a larger --max-image-pixels")
+    assert read_image(png_bytes(500, 400), 200_000, hint).shape == (400, 500, 3)  # at the limit
 
 
 def test_an_upload_over_the_byte_limit_is_refused(server):

@@ -14,6 +14,7 @@ from typing import List, Optional
 
 from ..web import PageConfig, serve_page
 from . import ArgumentParser, positive_int, run
+from .flags import flag
 from .options import (
     add_generator_options,
     add_resolution_option,
@@ -85,6 +86,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         threads=args.threads,
         max_image_pixels=args.max_image_pixels,
         max_upload_bytes=args.max_upload_mb * MIB,
+        raise_pixel_limit=f"start basam-web with a larger {flag('max_image_pixels')}",
         generator_options=generator_parameters(args),
         ort_dist=args.ort_dist,
         samples=args.samples,

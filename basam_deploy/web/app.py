@@ -43,7 +43,9 @@ class PageConfig:
     """onnx: a basam-export folder. resolution/threads: the Predictor's (``Predictor.from_onnx``).
     generator_options: the "everything" button's MaskGenerator keyword arguments (left out:
     its defaults, SAM's). ort_dist / samples: override where
-    onnxruntime-web's dist files and the sample images are found (``assets``)."""
+    onnxruntime-web's dist files and the sample images are found (``assets``).
+    raise_pixel_limit: how a user raises ``max_image_pixels``, as the page and the upload error say
+    it (the command that starts the page names its own flag)."""
 
     onnx: Path
     host: str = "127.0.0.1"
@@ -52,6 +54,7 @@ class PageConfig:
     threads: Optional[int] = None
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    raise_pixel_limit: str = "serve the page with a larger `max_image_pixels`"
     generator_options: Mapping[str, Any] = field(default_factory=dict)
     ort_dist: Optional[Path] = None
     samples: Optional[Path] = None
@@ -124,6 +127,7 @@ class PageServer:
         described.update(
             samples=sorted(self.assets.samples),
             max_image_pixels=self.config.max_image_pixels,
+            raise_pixel_limit=self.config.raise_pixel_limit,
             max_upload_bytes=self.config.max_upload_bytes,
         )
         return web.json_response(described, headers=NO_STORE)
@@ -143,7 +147,7 @@ class PageServer:
             data = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise UploadError(message, 413) from None
-        return read_image(data, self.config.max_image_pixels)
+        return read_image(data, self.config.max_image_pixels, self.config.raise_pixel_limit)
 
     async def _run(self, request, work: Callable[[Any], Any]):
         """Read the image, run ``work(image)`` on the model's thread; errors -> JSON one line."""

@@ -23,18 +23,20 @@ class UploadError(BasamError):
         self.status = status
 
 
-def too_large(width: int, height: int, max_pixels: int) -> str:
-    """The one message for an image over the pixel limit (the page says the same before upload)."""
+def too_large(width: int, height: int, max_pixels: int, raise_limit: str) -> str:
+    """The one message for an image over the pixel limit (the page says the same before upload,
+    from /api/info). raise_limit: how to raise it, in the words of whoever started the page
+    (``PageConfig.raise_pixel_limit``: basam-web names its flag, the library its parameter)."""
     return (
         f"the image is {width} x {height} = {width * height} pixels, over this server's limit of "
-        f"{max_pixels} pixels: open a smaller image, or start basam-web with a larger "
-        f"--max-image-pixels"
+        f"{max_pixels} pixels: open a smaller image, or {raise_limit}"
     )
 
 
-def read_image(data: bytes, max_pixels: int) -> np.ndarray:
+def read_image(data: bytes, max_pixels: int, raise_limit: str) -> np.ndarray:
     """data: the bytes of an image file (PNG, JPEG, WebP, BMP, GIF, TIFF: what Pillow reads) ->
-    H W 3 uint8 RGB, upright. The pixel limit is checked on the header, before decoding."""
+    H W 3 uint8 RGB, upright. The pixel limit is checked on the header, before decoding;
+    raise_limit: what ``too_large`` tells the user to do to raise it."""
     if not data:
         raise UploadError("the file is empty: open an image file (PNG, JPEG, WebP, ...)", 400)
     try:
@@ -44,7 +46,7 @@ def read_image(data: bytes, max_pixels: int) -> np.ndarray:
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise UploadError(too_large(width, height, max_pixels), 413)
+                    raise UploadError(too_large(width, height, max_pixels, raise_limit), 413)
                 image = ImageOps.exif_transpose(image)
                 # convert: palette, grey, 16-bit, CMYK and alpha images -> 8-bit RGB.
                 return np.asarray(image.convert("RGB"))

@@ -87,8 +87,8 @@ async function openImage(file, name) {
     if (pixels > state.info.max_image_pixels) {
       throw new Error(
         `the image is ${bitmap.width} x ${bitmap.height} = ${pixels} pixels, over this server's limit ` +
-          `of ${state.info.max_image_pixels} pixels: open a smaller image, or start basam-web with a ` +
-          `larger --max-image-pixels`,
+          `of ${state.info.max_image_pixels} pixels: open a smaller image, or ` +
+          state.info.raise_pixel_limit,
       );
     }
     const embedding = await api.embed(file, name);
