@@ -46,6 +46,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import signal
 import statistics
@@ -63,6 +64,8 @@ EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16"
 # (runtime, precision) measured per preset, size and batch; FP16 only at the smallest of each.
 RUNS = (("pytorch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"))
 FP16_RUN = ("onnxruntime", "fp16")
+# A traceback's last line names the exception: "onnxruntime...Fail: [ONNXRuntimeError] ..."
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Fail|Exit|Interrupt)\b.*$", re.M)
 # Which GEMM peak a precision's fraction is of (CPU FP16 runs through FP32 kernels: docstring, 3).
 PEAK_OF = {"fp32": "fp32", "int8": "int8", "fp16": "fp32"}
 
@@ -156,7 +159,8 @@ def encoder_flops(model: str, preset: str, batch: int, height: int, width: int) 
     from basam_deploy import build_sam
 
     with torch.device("meta"):
-        encoder = build_sam(model, preset).image_encoder.eval()
+        # no checkpoint: its values could not land on meta tensors, and FLOPs depend on shapes only
+        encoder = build_sam(model, preset, checkpoint=None).image_encoder.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         encoder(torch.empty(batch, 3, height, width, device="meta"))  # B 3 H W
     return float(counter.get_total_flops())
@@ -179,13 +183,22 @@ def export(model: str, preset: str, precision: str, folder: Path, max_size: int)
     cmd += ["--max-size", str(max(max_size, 512))]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        return f"export failed: {last_line(done.stderr) or f'exit status {done.returncode}'}"
+        return f"export failed: {error_line(done.stderr) or f'exit status {done.returncode}'}"
     return None
 
 
 def last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def error_line(stderr: str) -> str:
+    """A traceback's exception line (``KindError: message``), else the last line of stderr.
+
+    The last line alone is not enough: a multi-line message (numpy's ImportError) ends elsewhere.
+    """
+    kinds = [m.group(0) for m in EXCEPTION_LINE.finditer(stderr)]
+    return kinds[-1] if kinds else last_line(stderr)
 
 
 def measure_one(spec: Dict[str, object]) -> Dict[str, object]:
@@ -226,7 +239,7 @@ def child_outcome(returncode: int, stdout: str, stderr: str) -> Dict[str, object
         name = signal.Signals(-returncode).name
         why = " (the kernel's OOM killer, most likely: out of memory)" if name == "SIGKILL" else ""
         return {"error": f"killed by {name}{why}"}
-    return {"error": last_line(stderr)[:300] or f"exit status {returncode}"}
+    return {"error": error_line(stderr)[:300] or f"exit status {returncode}"}
 
 
 def run_child(spec: Dict[str, object], memory_limit_gib: Optional[float]) -> Dict[str, object]:
@@ -369,7 +382,14 @@ def parse_args(argv):
         "machine",
     )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a child's spec (JSON)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.one:  # checked here, not by choices: a child (--one) stays free of basam_deploy
+        from basam_deploy.configs import PRESETS
+
+        unknown = [p for p in args.presets if p not in PRESETS]
+        if unknown:
+            parser.error(f"unknown preset {unknown[0]!r}: choose from {', '.join(PRESETS)}")
+    return args
 
 
 def main(argv=None) -> int:

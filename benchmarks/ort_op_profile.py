@@ -47,6 +47,8 @@ MATMULS = {
     "QLinearMatMul",
 }
 CONVS = {"Conv", "FusedConv", "ConvInteger", "NhwcConv"}
+# Op types without counted FLOPs below this share of the time are one "other" line (JSON: all).
+MIN_SHARE = 0.005
 # Ops whose arithmetic is integer: their fraction is of the INT8 GEMM peak.
 INTEGER_OPS = {
     "MatMulInteger",
@@ -173,7 +175,9 @@ def format_profile(result: Dict[str, object], top: int) -> str:
         f"{'op':<24} {'nodes':>5} {'seconds':>8} {'share':>6} {'GFLOP':>7} {'GFLOP/s':>8} "
         f"{'of peak':>8}",
     ]
-    for r in result["ops"]:
+    shown = [r for r in result["ops"] if "gflop" in r or r["share"] >= MIN_SHARE]
+    rest = [r for r in result["ops"] if r not in shown]
+    for r in shown:
         flops = (
             f" {r['gflop']:>7.1f} {r['gflops']:>8.1f} {r['fraction_of_peak']:>7.0%}"
             if "gflop" in r
@@ -181,6 +185,13 @@ def format_profile(result: Dict[str, object], top: int) -> str:
         )
         lines.append(
             f"{r['op']:<24} {r['nodes']:>5} {r['seconds']:>8.3f} {r['share']:>6.1%}{flops}"
+        )
+    if rest:
+        seconds = sum(r["seconds"] for r in rest)
+        share = sum(r["share"] for r in rest)
+        other = f"{len(rest)} other op types"
+        lines.append(
+            f"{other:<24} {sum(r['nodes'] for r in rest):>5} {seconds:>8.3f} {share:>6.1%}"
         )
     lines.append(f"top {top} nodes:")
     for n in result["nodes"][:top]:
