@@ -173,9 +173,13 @@ def export_folder(exports: Path, model: str, preset: str, precision: str) -> Pat
 def export(model: str, preset: str, precision: str, folder: Path, max_size: int) -> Optional[str]:
     """``basam-export`` into ``folder`` (no parity check: this measures speed) unless there.
 
-    Returns None, or the export's error in one line (its last stderr line).
+    Returns None, or why there is no usable export, in one line.
     """
     if (folder / "encoder.onnx").is_file():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        exported = manifest["size_range"]["max"]
+        if exported < max_size:
+            return f"{folder} was exported up to {exported} px, not {max_size}: remove it"
         return None
     cmd = [sys.executable, "-m", "basam_deploy.cli.export", "--model", model, "--preset", preset]
     cmd += ["--precision", precision, "--no-check", "--output", str(folder)]
@@ -348,7 +352,7 @@ def op_profile(args, peak: Dict[str, float]) -> Dict[str, object]:
     cmd += ["--peak-fp32", str(peak["fp32"]), "--peak-int8", str(peak["int8"])]
     done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)  # its tables go to stdout
     if done.returncode != 0:
-        return {"error": last_line(done.stderr) or f"exit status {done.returncode}"}
+        return {"error": error_line(done.stderr) or f"exit status {done.returncode}"}
     return json.loads(out.read_text())
 
 
@@ -397,11 +401,8 @@ def main(argv=None) -> int:
     if args.one:
         print(json.dumps(measure_one(json.loads(args.one))))
         return 0
-    load_before = os.getloadavg()
-    gemm_repeat = max(args.repeat, 5)
-    before = gemm_peaks(args.gemm, gemm_repeat, args.threads)
     specs = plan(args)
-    export_errors = {}
+    export_errors = {}  # exports first: their minutes of work must not load the measurements
     for preset, precision in sorted(
         {(s["preset"], s["precision"]) for s in specs if s["runtime"] == "onnxruntime"}
     ):
@@ -409,6 +410,9 @@ def main(argv=None) -> int:
         error = export(args.model, preset, precision, folder, max(args.sizes))
         if error:
             export_errors[(preset, precision)] = error
+    load_before = os.getloadavg()
+    gemm_repeat = max(args.repeat, 5)
+    before = gemm_peaks(args.gemm, gemm_repeat, args.threads)
     raw = measure(args, specs, export_errors)
     after = gemm_peaks(args.gemm, gemm_repeat, args.threads)
     peaks = {key: max(before[key], after[key]) for key in before}
