@@ -224,9 +224,12 @@ REPO_FORMAT_1 = {
     "basam_deploy": "0.1.0",
     "source": {"folder": "/data/exp", "backend": "onnx"},
     "provenance": {
-        "export": {"model": "tiny", "preset": "basam", "bias": "subgraph", "precision": "fp32"},
+        "export": {"model": "tiny", "preset": "basam", "bias": "subgraph", "opset": 20},
         "size_range": {"min": 256, "max": 4096, "multiple_of": 16},
-        "files": {"encoder.onnx": {"sha256": "3e" * 32}, "decoder.onnx": {"sha256": "e1" * 32}},
+        "files": {
+            "encoder.onnx": {"sha256": "3e" * 32, "external_data": ["encoder.onnx.data"]},
+            "decoder.onnx": {"sha256": "e1" * 32},
+        },
     },
     "options": {"backend": "auto", "instances": 2, "max_batch": 0, "kind": "cpu"},
     "models": {
@@ -260,6 +263,40 @@ REPO_FORMAT_1 = {
 }
 
 
+# An engine folder's provenance, as written for two engines (one with a plugin).
+ENGINE_PROVENANCE = {
+    "tensorrt": "10.13.0.35",
+    "gpu": {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"},
+    "export": {"model": "tiny", "preset": "basam", "sizes": "256-4096 px (multiples of 16)"},
+    "engines": {
+        graph: {
+            "file": f"{graph}.engine",
+            "sha256": "ba" * 32,
+            "manifest": f"{graph}.engine.json",
+            "onnx": f"{graph}.onnx",
+            "onnx_sha256": "3e" * 32,
+            "precision": {"onnx": "fp32", "route": "strongly-typed", "tf32": False},
+            "plugins": plugins,
+        }
+        for graph, plugins in (
+            (
+                "encoder",
+                [
+                    {
+                        "module": "basam_deploy.tensorrt.plugin",
+                        "ops": [["BasamAttention", 2]],
+                        "kernels": [{"ptx_version": "8.0", "ptx_target": "sm_90a"}],
+                        "minimum_driver": "12.0",
+                        "implementation": "aot",
+                    }
+                ],
+            ),
+            ("decoder", []),
+        )
+    },
+}
+
+
 def test_repo_manifest_reads_and_writes_format_1_unchanged(tmp_path):
     manifest = RepoManifest.read(written(tmp_path, REPO_FORMAT_1))
     assert manifest.to_json() == REPO_FORMAT_1
@@ -267,9 +304,23 @@ def test_repo_manifest_reads_and_writes_format_1_unchanged(tmp_path):
     assert manifest.options == TritonRepoOptions("auto", 2, 0, "cpu")
     assert manifest.models["basam_sam"].instances is None
     assert manifest.files["README.md"] == RepoFile("4f" * 32, 3071)
+    assert manifest.provenance.size_range == SizeRange(256, 4096, 16)
+    assert manifest.provenance.files["encoder.onnx"].external_data == ("encoder.onnx.data",)
     # Without tritonclient the schema check is skipped, and the manifest says so with a null.
     unchecked = dataclasses.replace(manifest, validation=RepoValidation(None))
     assert RepoManifest.from_json(json.loads(json.dumps(unchecked.to_json()))) == unchecked
+
+
+def test_an_engine_repositorys_provenance_reads_as_engines(tmp_path):
+    data = {**REPO_FORMAT_1, "source": {"folder": "/data/engines", "backend": "tensorrt"}}
+    data["provenance"] = ENGINE_PROVENANCE
+    manifest = RepoManifest.read(written(tmp_path, data))
+    assert json.dumps(manifest.to_json()) == json.dumps(data)
+    provenance = manifest.provenance
+    assert provenance.tensorrt == "10.13.0.35" and provenance.gpu.compute_capability == "9.0"
+    (plugin,) = provenance.engines["encoder"].plugins
+    assert plugin.ops == (("BasamAttention", 2),) and plugin.kernels[0].ptx_target == "sm_90a"
+    assert provenance.engines["decoder"].precision.route == "strongly-typed"
 
 
 @pytest.mark.parametrize(
@@ -288,6 +339,11 @@ def test_repo_manifest_reads_and_writes_format_1_unchanged(tmp_path):
             "has no files.README.md.sha256: write the repository again",
         ),
         (lambda d: d["models"]["basam_sam"].pop("platform"), "has no models.basam_sam.platform"),
+        (
+            lambda d: d["provenance"]["files"]["decoder.onnx"].pop("sha256"),
+            "has no provenance.files.decoder.onnx.sha256",
+        ),
+        (lambda d: d["source"].update(backend="tflite"), "gives source.backend 'tflite'"),
     ],
 )
 def test_a_newer_foreign_or_broken_repo_manifest_is_one_line(tmp_path, change, message):

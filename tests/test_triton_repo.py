@@ -215,7 +215,7 @@ def test_export_folder_becomes_an_onnxruntime_repository(export, tmp_path, capsy
 
     manifest = RepoManifest.read(repo)
     assert manifest.source == RepoSource(str(export.resolve()), "onnx")
-    assert manifest.provenance["files"]["encoder.onnx"]["sha256"] == sha256(export / "encoder.onnx")
+    assert manifest.provenance.files["encoder.onnx"].sha256 == sha256(export / "encoder.onnx")
     assert set(manifest.files) == set(files_under(repo)) - {"manifest.json"}
     assert manifest.files["basam_sam/config.pbtxt"].sha256 == sha256(
         repo / "basam_sam/config.pbtxt"
@@ -283,7 +283,7 @@ def test_onnx_with_external_data_becomes_a_model_folder(export, tmp_path):
     (out,) = session.run(None, {"image": np.zeros((1, 3, 256, 288), np.float32)})
     assert out.shape == (1, 64, 16, 18)
     recorded = RepoManifest.read(repo)
-    assert recorded.provenance["files"]["encoder.onnx"]["external_data"] == ["encoder.onnx.data"]
+    assert recorded.provenance.files["encoder.onnx"].external_data == ("encoder.onnx.data",)
 
 
 def test_cpu_instances_and_batching_off(export):
@@ -359,8 +359,8 @@ def test_engine_folder_becomes_tensorrt_plans_with_every_profile(engines, tmp_pa
     assert "image_embeddings 1x64x16x16..1x64x48x48 (opt 1x64x32x32)" in decoder_profiles
     check_ensemble_config(repo, encoder_batch=1)
     manifest = RepoManifest.read(repo)
-    assert manifest.provenance["tensorrt"] == TRT_VERSION
-    assert manifest.provenance["engines"]["encoder"]["sha256"] == sha256(engines / "encoder.engine")
+    assert manifest.provenance.tensorrt == TRT_VERSION
+    assert manifest.provenance.engines["encoder"].sha256 == sha256(engines / "encoder.engine")
     assert manifest.models["basam_image_encoder"].profiles == ("0", "1", "2")
     assert f"TensorRT is {TRT_VERSION}" in (repo / "README.md").read_text()
 

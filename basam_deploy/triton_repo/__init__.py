@@ -28,7 +28,10 @@ ensemble is checked with Triton's tensor-consistency rules (ported from triton-i
 Layout (data flows one way: sources -> plan -> config, readme, manifest -> write):
 - ``model.py``: the data (``TritonRepoOptions``, ``Tensor``, ``GraphSource``, ``Step``,
   ``ModelPlan``, ``RepoPlan``) and the names shared by every layer;
-- ``sources.py``: an engine or export folder read into two ``GraphSource``s (``read_source``);
+- ``provenance.py``: the source folder's facts from its manifests (``ExportProvenance``,
+  ``EngineProvenance``), decided from and recorded in the repository's manifest;
+- ``sources.py``: an engine or export folder read into two ``GraphSource``s and its provenance
+  (``read_source``);
 - ``checks.py``: Triton's ``ModelConfig`` schema (``parse_model_config``) and ensemble rules
   (``check_ensemble``);
 - ``plan.py``: every model configuration decided (``plan_triton_repo``);

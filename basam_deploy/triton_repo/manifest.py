@@ -2,16 +2,13 @@
 writes.
 
 It records what made the repository: the source folder and backend, the source manifests' facts
-(``provenance``: the export's model, preset, bias, precision and size range, or the engines'
-TensorRT version, GPU, precision route and plugins), the options, each model's serving decisions,
-every file written with its sha256 and size, how the configs were checked, and the package
-versions.
+(``provenance.py``: the export's description, size range and files, or the engines' TensorRT
+version, GPU, precision route and plugins), the options, each model's serving decisions, every
+file written with its sha256 and size, how the configs were checked, and the package versions.
 
 ``RepoManifest`` is the manifest as data: ``repo_manifest`` makes it (``write.write_triton_repo``
 writes ``to_json``), ``RepoManifest.read`` / ``from_json`` read it back; readers use its
-attributes. ``provenance`` is kept as the source manifests gave it (a JSON object, for people and
-audits): its owners are ``ExportManifest`` and ``EngineManifest``, and nothing decides from it once
-the repository is written.
+attributes.
 
 Versions: ``format`` 1 is the only one there has been (every repository manifest has carried it);
 another format, another tool's JSON or a field missing or of the wrong type is refused in one line
@@ -21,13 +18,14 @@ naming the file and the fix (write the repository again).
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 from .._version import __version__
 from ..artifacts import MANIFEST, package_versions
 from ..errors import BasamError
 from ..json_records import Record
-from .model import TOOL, RepoPlan, TritonRepoOptions
+from .model import ONNX, TENSORRT, TOOL, RepoPlan, TritonRepoOptions
+from .provenance import EngineProvenance, ExportProvenance, Provenance
 
 FORMAT = 1
 FIX = "write the repository again with basam-trt triton-repo"
@@ -85,7 +83,7 @@ class RepoManifest:
     models: Dict[str, RepoModel]
     files: Dict[str, RepoFile]
     validation: RepoValidation
-    provenance: Dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance
     versions: Dict[str, Optional[str]] = field(default_factory=dict)
     notes: Tuple[str, ...] = ()
     basam_deploy: Optional[str] = None  # the version that wrote it
@@ -97,7 +95,7 @@ class RepoManifest:
             "format": self.format,
             "basam_deploy": self.basam_deploy,
             "source": vars(self.source).copy(),
-            "provenance": dict(self.provenance),
+            "provenance": self.provenance.to_json(),
             "options": vars(self.options).copy(),
             "models": {
                 name: {**vars(m), "profiles": list(m.profiles)} for name, m in self.models.items()
@@ -146,7 +144,7 @@ class RepoManifest:
                 validation.get("model_config_schema", str, required=False),
                 validation.get("ensemble", str),
             ),
-            provenance=r.get("provenance", dict),
+            provenance=_provenance(r, source.get("backend", str)),
             versions=r.get("versions", dict, required=False) or {},
             notes=tuple(str(n) for n in r.get("notes", list, required=False) or ()),
             basam_deploy=r.get("basam_deploy", str, required=False),
@@ -166,6 +164,14 @@ class RepoManifest:
         except json.JSONDecodeError as exc:
             raise BasamError(f"{path} is not valid JSON ({exc.msg}): {FIX}") from None
         return cls.from_json(data, str(path))
+
+
+def _provenance(r: Record, backend: str) -> Provenance:
+    """The source's facts, read as the backend's kind of source (an export or engine folder)."""
+    kinds = {ONNX: ExportProvenance, TENSORRT: EngineProvenance}
+    if backend not in kinds:
+        raise BasamError(f"{r.where} gives source.backend {backend!r}, not onnx or tensorrt: {FIX}")
+    return kinds[backend].from_json(r.record("provenance"))
 
 
 def _model(r: Record) -> RepoModel:
@@ -209,7 +215,7 @@ def repo_manifest(
             if schema_checked
             else None
         ),
-        provenance=dict(plan.provenance),
+        provenance=plan.provenance,
         versions=versions,
         notes=tuple(plan.notes),
         basam_deploy=__version__,

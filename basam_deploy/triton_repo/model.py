@@ -2,11 +2,12 @@
 (``GraphSource`` with its ``Tensor``s), and the models decided from them (``ModelPlan``, ``Step``,
 ``RepoPlan``). Plain frozen dataclasses; reading, deciding, rendering and writing live beside."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Tuple, Union
 
 from ..tensorrt.manifest import EngineManifest
+from .provenance import Provenance
 
 TOOL = "basam-trt triton-repo"
 TENSORRT, ONNX = "tensorrt", "onnx"
@@ -93,8 +94,8 @@ class RepoPlan:
     backend: str  # tensorrt | onnx
     models: Tuple[ModelPlan, ...]  # encoder, decoder, ensemble
     graphs: Tuple[GraphSource, ...]  # encoder, decoder
+    provenance: Provenance  # what the source folder's manifests say
     options: TritonRepoOptions = TritonRepoOptions()
-    provenance: Mapping = field(default_factory=dict)
     notes: Tuple[str, ...] = ()
 
     def describe(self) -> str:
@@ -120,6 +121,6 @@ class RepoPlan:
     def _what(self) -> str:
         files = ", ".join(g.file.name for g in self.graphs)
         if self.backend == TENSORRT:
-            trt = self.provenance.get("tensorrt")
+            trt = self.provenance.tensorrt
             return f"TensorRT engines {files}; built with TensorRT {trt}"
         return f"ONNX export {files}"

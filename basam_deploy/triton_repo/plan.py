@@ -23,6 +23,7 @@ from .model import (
     Tensor,
     TritonRepoOptions,
 )
+from .provenance import ExportProvenance, Provenance
 from .sources import profile_batches, profile_lines, read_source, shared_batch_axis
 
 # The naming rule (docs/triton_repo.md): a model that carries one of SAM's modules' raw tensors (a
@@ -225,13 +226,12 @@ def _tensorrt_serving(source: GraphSource, max_batch: int, notes: List[str]) -> 
     )
 
 
-def _onnx_serving(source: GraphSource, options: TritonRepoOptions, provenance: Mapping) -> _Serving:
+def _onnx_serving(
+    source: GraphSource, options: TritonRepoOptions, provenance: ExportProvenance
+) -> _Serving:
     """An ONNX graph: every size the export accepts, on the CPU or GPU as asked."""
-    sizes = provenance.get("size_range") or {}
-    accepted = (
-        f"H and W multiples of {sizes.get('multiple_of')} in {sizes.get('min')}-"
-        f"{sizes.get('max')} px"
-    )
+    sizes = provenance.size_range
+    accepted = f"H and W multiples of {sizes.multiple_of} in {sizes.min}-{sizes.max} px"
     model_file = MODEL_FILES[ONNX]
     files = [(source.file, model_file)]
     if source.extra_files:
@@ -256,7 +256,7 @@ def _graph_model(
     backend: str,
     options: TritonRepoOptions,
     max_batch: int,
-    provenance: Mapping,
+    provenance: Provenance,
     notes: List[str],
 ) -> ModelPlan:
     """The encoder's or decoder's model: the graph's comments, then the backend's decisions."""
@@ -267,7 +267,7 @@ def _graph_model(
     parameters = (
         ("basam_graph", source.graph),
         ("basam_source", f"{source.file.name} sha256 {source.sha256}"),
-        ("basam_export", _export_text(provenance.get("export"))),
+        ("basam_export", _export_text(provenance.export)),
     )
     return ModelPlan(
         name=name,

@@ -29,11 +29,11 @@ def _serving_section(plan: RepoPlan) -> List[str]:
             "The models are ONNX files for Triton's onnxruntime backend "
             f"({'on the CPU' if encoder.instance_kind == 'KIND_CPU' else 'on the GPU'})."
         ]
-    trt = plan.provenance.get("tensorrt")
-    gpu = plan.provenance.get("gpu") or {}
+    trt, gpu = plan.provenance.tensorrt, plan.provenance.gpu
     return start + [
         f"The plans were built with TensorRT {trt} for compute capability "
-        f"{gpu.get('compute_capability', '?')} ({gpu.get('name', 'unknown GPU')}). Serve them "
+        f"{gpu.compute_capability if gpu else '?'} ({gpu.name if gpu else 'unknown GPU'}). Serve "
+        f"them "
         f"with the Triton Inference Server release whose TensorRT is {trt} (NVIDIA's framework "
         f"support matrix lists it per release), on a GPU of that compute capability; anything "
         f"else makes Triton refuse to load the plans: rebuild them there with basam-trt build."

@@ -2,7 +2,6 @@
 folder (``encoder.onnx`` + ``decoder.onnx`` + ``manifest.json``) into two ``GraphSource``s, and what
 a source allows (its batch axis, its engine profiles)."""
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence, Tuple
 
@@ -24,6 +23,7 @@ from ..onnx_types import value_types
 from ..tensorrt.manifest import EngineManifest, read_engine_manifest
 from ..tensorrt.profiles import DECODER, ENCODER
 from .model import BACKENDS, ONNX, TENSORRT, GraphSource, Tensor
+from .provenance import EngineProvenance, EngineRecord, ExportProvenance, SourceFile
 
 ENGINE_SUFFIXES = (".engine", ".plan")
 EXPORT_FILES = {ENCODER: ENCODER_FILE, DECODER: DECODER_FILE}
@@ -89,7 +89,7 @@ def _engine_files(folder: Path) -> List[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in ENGINE_SUFFIXES)
 
 
-def _read_engines(folder: Path) -> Tuple[Tuple[GraphSource, ...], Dict[str, object], List[str]]:
+def _read_engines(folder: Path) -> Tuple[Tuple[GraphSource, ...], EngineProvenance, List[str]]:
     found: Dict[str, List[Tuple[Path, EngineManifest]]] = {ENCODER: [], DECODER: []}
     for engine in _engine_files(folder):
         manifest = read_engine_manifest(engine)
@@ -150,23 +150,23 @@ def _read_engines(folder: Path) -> Tuple[Tuple[GraphSource, ...], Dict[str, obje
             "the encoder and decoder engines have different resolution profiles: an image size "
             "the encoder serves may have no decoder profile (build both with the same profiles)"
         )
-    provenance = {
-        "tensorrt": a.tensorrt_version,
-        "gpu": a.gpu.to_json() if a.gpu else None,
-        "export": a.source.export,
-        "engines": {
-            s.graph: {
-                "file": s.file.name,
-                "sha256": s.sha256,
-                "manifest": s.file.name + ".json",
-                "onnx": m.source.onnx,
-                "onnx_sha256": m.source.sha256,
-                "precision": asdict(m.precision),
-                "plugins": [asdict(p) for p in m.plugins],
-            }
+    provenance = EngineProvenance(
+        tensorrt=a.tensorrt_version,
+        gpu=a.gpu,
+        export=dict(a.source.export),
+        engines={
+            s.graph: EngineRecord(
+                file=s.file.name,
+                sha256=s.sha256,
+                manifest=s.file.name + ".json",
+                onnx=m.source.onnx,
+                onnx_sha256=m.source.sha256,
+                precision=m.precision,
+                plugins=m.plugins,
+            )
             for s, m in ((encoder, a), (decoder, b))
         },
-    }
+    )
     return tuple(sources), provenance, notes
 
 
@@ -188,7 +188,7 @@ def _external_data(model: onnx.ModelProto, folder: Path, name: str) -> Tuple[Pat
     return tuple(files)
 
 
-def _read_export(folder: Path) -> Tuple[Tuple[GraphSource, ...], Dict[str, object], List[str]]:
+def _read_export(folder: Path) -> Tuple[Tuple[GraphSource, ...], ExportProvenance, List[str]]:
     manifest = ExportManifest.read(folder)
     sources = []
     for graph, name in EXPORT_FILES.items():
@@ -211,23 +211,19 @@ def _read_export(folder: Path) -> Tuple[Tuple[GraphSource, ...], Dict[str, objec
         )
         _check_names(source)
         sources.append(source)
-    provenance = {
-        "export": {
+    provenance = ExportProvenance(
+        export={
             "model": manifest.model,
             "preset": manifest.preset,
             "bias": manifest.bias,
             "precision": manifest.precision,
             "opset": manifest.opset,
         },
-        "size_range": manifest.size_range.to_json(),
-        "files": {
-            s.file.name: {
-                "sha256": s.sha256,
-                **({"external_data": [p.name for p in s.extra_files]} if s.extra_files else {}),
-            }
-            for s in sources
+        size_range=manifest.size_range,
+        files={
+            s.file.name: SourceFile(s.sha256, tuple(p.name for p in s.extra_files)) for s in sources
         },
-    }
+    )
     return tuple(sources), provenance, []
 
 
