@@ -76,12 +76,30 @@ def node_flops(
         # y: N Cout H W; weight: Cout Cin/groups kh kw
         return 2.0 * math.prod(outputs[0]) * math.prod(inputs[1][1:])
     if op == "Einsum" and equation:
-        operands = equation.replace(" ", "").split("->")[0].split(",")
-        sizes = {}
-        for letters, shape in zip(operands, inputs):
-            sizes.update(zip(letters, shape or []))
-        return 2.0 * math.prod(sizes.values())
+        return einsum_flops(equation, inputs)
     return None
+
+
+def einsum_flops(equation: str, inputs: List[Optional[List[int]]]) -> Optional[float]:
+    """FLOPs of an Einsum contracted pairwise, left to right, as onnxruntime's kernel does.
+
+    Each step multiplies over the union of both operands' indices and keeps the indices that the
+    output or a later operand still needs ("hs,bstc,wt->bhwc" is two matrix products, not one
+    product over h s t c w). One operand (a transpose or a sum) counts as no FLOPs.
+    """
+    lhs, _, output = equation.replace(" ", "").partition("->")
+    operands = lhs.split(",")
+    if len(operands) < 2:
+        return None
+    sizes = {}
+    for letters, shape in zip(operands, inputs):
+        sizes.update(zip(letters, shape or []))
+    flops, current = 0.0, set(operands[0])
+    for i, operand in enumerate(operands[1:], start=2):
+        union = current | set(operand)
+        flops += 2.0 * math.prod(sizes[letter] for letter in union)
+        current = union & set(output).union(*operands[i:])
+    return flops
 
 
 def last_run_nodes(events: List[Dict[str, object]]) -> List[Dict[str, object]]:

@@ -96,6 +96,13 @@ def test_op_table_counts_flops_per_op_type_in_the_last_run_only():
     assert table["nodes"][0]["node"] == "qkv"
 
 
+def test_an_einsum_of_three_operands_counts_two_pairwise_products():
+    # the position embedding's resize: H S @ (1 S T C) @ W T, not one product over h s t c w
+    flops = ort_op_profile.einsum_flops("hs,bstc,wt->bhwc", [[64, 32], [1, 32, 32, 768], [64, 32]])
+    assert flops == 2 * (64 * 32 * 32 * 768) + 2 * (64 * 32 * 768 * 64)
+    assert ort_op_profile.einsum_flops("bhwc->bchw", [[1, 2, 3, 4]]) is None
+
+
 def test_op_table_needs_the_equation_to_count_an_einsum():
     nodes = ort_op_profile.last_run_nodes(fake_trace())
     ops = {r["op"]: r for r in ort_op_profile.op_table(nodes, {}, {"fp32": 1, "int8": 1})["ops"]}
