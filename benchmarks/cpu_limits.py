@@ -16,8 +16,10 @@
    An INT8 row's fraction is of the INT8 GEMM peak although part of its graph stays FP32
    (attention, the first block, the convolutions; docs/int8.md): it says how far the file is from
    an all-INT8 ideal. FP16 runs once, at the smallest size and batch: onnxruntime's CPU provider
-   runs that graph mostly through casts around FP32 kernels, so its fraction is of the FP32 peak
-   and the row says what the casts cost.
+   has no FP16 kernels for this graph's arithmetic and inserts casts to FP32 kernels (measured:
+   ``ort_op_profile.py --precisions fp16`` on the tiny model shows every MatMul, Einsum, Conv and
+   Softmax with float inputs, and 55 Cast kernels), so its fraction is of the FP32 peak and the
+   row says what the casts cost.
 4. Each measurement (runtime, precision, preset, size, batch) runs in its own child process (this
    script with ``--one``; its result as JSON on the last line of its stdout), so that peak memory
    is one model's and one input's: the child's peak RSS (``os.wait4``'s ``ru_maxrss``) is a
