@@ -321,6 +321,12 @@ def test_an_engine_repositorys_provenance_reads_as_engines(tmp_path):
     (plugin,) = provenance.engines["encoder"].plugins
     assert plugin.ops == (("BasamAttention", 2),) and plugin.kernels[0].ptx_target == "sm_90a"
     assert provenance.engines["decoder"].precision.route == "strongly-typed"
+    # A damaged copy of an engine's record names its place and this manifest's fix.
+    data["provenance"] = copy.deepcopy(ENGINE_PROVENANCE)
+    data["provenance"]["engines"]["encoder"]["plugins"][0]["ops"] = [["BasamAttention"]]
+    error = one_line_error(lambda: RepoManifest.read(written(tmp_path, data)))
+    assert "gives provenance.engines.encoder.plugins[].ops [['BasamAttention']], not [op" in error
+    assert error.endswith("pairs: write the repository again with basam-trt triton-repo")
 
 
 @pytest.mark.parametrize(

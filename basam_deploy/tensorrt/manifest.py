@@ -91,6 +91,29 @@ class PluginRecord:
     minimum_driver: Optional[str] = None
     implementation: Optional[str] = None
 
+    @classmethod
+    def from_json(
+        cls, data: object, where: str, fix: str = FIX, path: str = "plugins[]"
+    ) -> "PluginRecord":
+        """A plugin record as a manifest gives it (the engine's, or a Triton repository's copy:
+        ``fix`` and ``path`` name it in errors)."""
+        r = Record(data, where, fix, path)
+        kernels = []
+        for kernel in r.get("kernels", list, required=False) or []:
+            k = Record(kernel, where, fix, f"{path}.kernels[]")
+            kernels.append(PluginKernel(k.get("ptx_version", str), k.get("ptx_target", str)))
+        ops = r.get("ops", list)
+        if not all(isinstance(op, list) and len(op) == 2 for op in ops):
+            raise BasamError(f"{where} gives {path}.ops {ops!r}, not [op, count] pairs: {fix}")
+        aot = r.get("aot", bool, required=False)
+        return cls(
+            r.get("module", str),
+            tuple((str(op), int(n)) for op, n in ops),
+            tuple(kernels),
+            r.get("minimum_driver", str, required=False),
+            r.get("implementation", str, required=False) or {True: "aot", False: "jit"}.get(aot),
+        )
+
 
 @dataclass(frozen=True)
 class EngineProfile:
@@ -188,7 +211,10 @@ class EngineManifest:
             ),
             tensorrt_version=tensorrt.get("version", str),
             gpu=GpuInfo.from_json(r.get("gpu", dict, required=False)),
-            plugins=tuple(_plugin(p, where) for p in r.get("plugins", list, required=False) or []),
+            plugins=tuple(
+                PluginRecord.from_json(p, where)
+                for p in r.get("plugins", list, required=False) or []
+            ),
             builder=r.get("builder", dict, required=False) or {},
             inputs=tensor_records(
                 io.get("inputs", dict, False) if io else None, where, FIX, "io.inputs"
@@ -211,25 +237,6 @@ def _profile(data: object, where: str) -> EngineProfile:
         )
     except BasamError as exc:
         raise BasamError(f"{where}: {exc}: {FIX}") from None
-
-
-def _plugin(data: object, where: str) -> PluginRecord:
-    r = Record(data, where, FIX, "plugins[]")
-    kernels = []
-    for kernel in r.get("kernels", list, required=False) or []:
-        k = Record(kernel, where, FIX, "plugins[].kernels[]")
-        kernels.append(PluginKernel(k.get("ptx_version", str), k.get("ptx_target", str)))
-    ops = r.get("ops", list)
-    if not all(isinstance(op, list) and len(op) == 2 for op in ops):
-        raise BasamError(f"{where} gives plugins[].ops {ops!r}, not [op, count] pairs: {FIX}")
-    aot = r.get("aot", bool, required=False)
-    return PluginRecord(
-        r.get("module", str),
-        tuple((str(op), int(n)) for op, n in ops),
-        tuple(kernels),
-        r.get("minimum_driver", str, required=False),
-        r.get("implementation", str, required=False) or {True: "aot", False: "jit"}.get(aot),
-    )
 
 
 def engine_manifest(

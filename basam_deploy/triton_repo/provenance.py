@@ -13,11 +13,10 @@ printed, never decided from.
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
-from ..errors import BasamError
 from ..export.manifest import SizeRange
 from ..json_records import Record
 from ..tensorrt.device import GpuInfo
-from ..tensorrt.manifest import EnginePrecision, PluginKernel, PluginRecord
+from ..tensorrt.manifest import EnginePrecision, PluginRecord
 
 
 @dataclass(frozen=True)
@@ -110,27 +109,10 @@ class EngineRecord:
                 bool(precision.get("tf32", bool, required=False)),
             ),
             plugins=tuple(
-                _plugin(Record(p, r.where, r.fix, f"{r.path}.plugins[]"))
+                PluginRecord.from_json(p, r.where, r.fix, f"{r.path}.plugins[]")
                 for p in r.get("plugins", list, required=False) or ()
             ),
         )
-
-
-def _plugin(r: Record) -> PluginRecord:
-    ops = r.get("ops", list)
-    if not all(isinstance(op, list) and len(op) == 2 for op in ops):
-        raise BasamError(f"{r.where} gives {r.path}.ops {ops!r}, not [op, count] pairs: {r.fix}")
-    kernels = []
-    for kernel in r.get("kernels", list, required=False) or ():
-        k = Record(kernel, r.where, r.fix, f"{r.path}.kernels[]")
-        kernels.append(PluginKernel(k.get("ptx_version", str), k.get("ptx_target", str)))
-    return PluginRecord(
-        r.get("module", str),
-        tuple((str(op), int(n)) for op, n in ops),
-        tuple(kernels),
-        r.get("minimum_driver", str, required=False),
-        r.get("implementation", str, required=False),
-    )
 
 
 @dataclass(frozen=True)
