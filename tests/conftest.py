@@ -101,19 +101,20 @@ def _digest(folder: Path) -> Dict[str, str]:
     }
 
 
-def _shared_root(tmp_path_factory, name: str) -> Path:
-    """A folder every process of this run sees: under pytest-xdist, the run's temporary folder
-    (the parent of each worker's own, ``pytest-N/popen-gwK``), so that the workers share what it
-    holds; without xdist, a fresh folder of this session (never one a previous run left)."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = tmp_path_factory.getbasetemp().parent / name
-        root.mkdir(exist_ok=True)
-        return root
-    return tmp_path_factory.mktemp(name)
+def _shared_root(config: pytest.Config, tmp_path_factory, name: str) -> Path:
+    """A folder every process of this run sees, and no other run: under pytest-xdist, one named
+    after the run's id beside each worker's own temporary folder (``pytest-N/popen-gwK``; a fixed
+    ``--basetemp`` is the same for every run); without xdist, a fresh folder of this session."""
+    workerinput = getattr(config, "workerinput", None)  # set in xdist's workers only
+    if workerinput is None:
+        return tmp_path_factory.mktemp(name)
+    root = tmp_path_factory.getbasetemp().parent / f"{name}-{workerinput['testrunuid']}"
+    root.mkdir(exist_ok=True)
+    return root
 
 
 @pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory):
+def tiny_export(pytestconfig, tmp_path_factory):
     """``tiny_export(preset="basam", seed=None, *, record_checkpoint=False, model_options=None,
     **export_options) -> ExportResult``: the tiny model (``tiny_sam(preset, seed,
     **model_options)``) exported with ``ExportOptions(**export_options)``, once per distinct
@@ -134,7 +135,7 @@ def tiny_export(tmp_path_factory):
     from basam_deploy.export.onnx_export import ExportOptions, export_onnx
     from basam_deploy.weights import shipped_checkpoint
 
-    root = _shared_root(tmp_path_factory, "exports")
+    root = _shared_root(pytestconfig, tmp_path_factory, "exports")
     used: Dict[str, Tuple["ExportResult", Dict[str, str]]] = {}
 
     def export(
