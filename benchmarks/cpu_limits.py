@@ -22,9 +22,10 @@
    row says what the casts cost.
 4. Each measurement (runtime, precision, preset, size, batch) runs in its own child process (this
    script with ``--one``; its result as JSON on the last line of its stdout), so that peak memory
-   is one model's and one input's: the child's peak RSS (``os.wait4``'s ``ru_maxrss``) is a
-   column, since memory is part of the limit too. A child that fails or is killed (the kernel's
-   OOM killer sends SIGKILL) is a row saying so; the table goes on.
+   is one model's and one input's: the child's peak RSS (its ``VmHWM``; for a child that did not
+   finish, ``os.wait4``'s ``ru_maxrss``) is a column, since memory is part of the limit too. A
+   child that fails or is killed (the kernel's OOM killer sends SIGKILL) is a row saying so; the
+   table goes on.
 5. ``basam / sam``: per runtime, size and batch, the ratio of the two presets' medians. The two
    children run back to back (which one first alternates from pair to pair, so a drift in the
    machine's load does not always favour the same preset); interleaving single runs would need
@@ -231,7 +232,20 @@ def measure_one(spec: Dict[str, object]) -> Dict[str, object]:
         def run():
             session.run(None, {name: image})
 
-    return {"times": timed_runs(run, spec["repeat"])}
+    return {"times": timed_runs(run, spec["repeat"]), "peak_rss_gib": own_peak_rss_gib()}
+
+
+def own_peak_rss_gib() -> Optional[float]:
+    """This process's peak RSS since its exec (Linux ``VmHWM``); None where /proc has none.
+
+    Not ``ru_maxrss``: Linux carries it across fork and exec, so a child's would be at least
+    the parent's RSS when it was started.
+    """
+    status = Path("/proc/self/status")
+    for line in status.read_text().splitlines() if status.is_file() else []:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 2**30  # kB
+    return None
 
 
 def child_outcome(returncode: int, stdout: str, stderr: str) -> Dict[str, object]:
@@ -249,7 +263,12 @@ def child_outcome(returncode: int, stdout: str, stderr: str) -> Dict[str, object
 
 
 def run_child(spec: Dict[str, object], memory_limit_gib: Optional[float]) -> Dict[str, object]:
-    """This script with ``--one spec``; adds the child's peak RSS (GiB) to its outcome."""
+    """This script with ``--one spec``; its outcome, with a peak RSS (GiB) in any case.
+
+    A child that finished reports its own (``own_peak_rss_gib``); for one that failed or was
+    killed it is the kernel's ``ru_maxrss`` of the child, an upper bound: it counts the parent's
+    RSS at the fork too (a few hundred MiB here), which matters only for small rows.
+    """
     cmd = [sys.executable, __file__, "--one", json.dumps(spec)]
 
     def limit_memory():  # runs in the child, before exec
@@ -266,7 +285,9 @@ def run_child(spec: Dict[str, object], memory_limit_gib: Optional[float]) -> Dic
         out.seek(0)
         err.seek(0)
         outcome = child_outcome(child.returncode, out.read(), err.read())
-    return {**outcome, "peak_rss_gib": usage.ru_maxrss * 1024 / 2**30}  # ru_maxrss is KiB
+    if outcome.get("peak_rss_gib") is None:
+        outcome["peak_rss_gib"] = usage.ru_maxrss * 1024 / 2**30  # ru_maxrss is KiB
+    return outcome
 
 
 def plan(args) -> List[Dict[str, object]]:
