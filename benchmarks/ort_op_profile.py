@@ -127,11 +127,9 @@ def op_table(
     for e in nodes:
         args = e["args"]
         op, name = args["op_name"], e["name"][: -len("_kernel_time")]
+        inputs = shapes(args.get("input_type_shape", []))
         flops = node_flops(
-            op,
-            shapes(args.get("input_type_shape", [])),
-            shapes(args.get("output_type_shape", [])),
-            equations.get(name, ""),
+            op, inputs, shapes(args.get("output_type_shape", [])), equations.get(name, "")
         )
         seconds = e["dur"] / 1e6  # the trace is in microseconds
         entry = per_op[op]
@@ -140,7 +138,10 @@ def op_table(
         if flops is not None:
             entry["gflop"] += flops / 1e9
             entry["counted"] = True
-        per_node.append({"node": name, "op": op, "seconds": seconds, "gflop": (flops or 0) / 1e9})
+        gflop = (flops or 0) / 1e9
+        per_node.append(
+            {"node": name, "op": op, "seconds": seconds, "gflop": gflop, "inputs": inputs}
+        )
     total = sum(entry["seconds"] for entry in per_op.values())
     ops = []
     for op, entry in sorted(per_op.items(), key=lambda item: -item[1]["seconds"]):
@@ -213,7 +214,8 @@ def format_profile(result: Dict[str, object], top: int) -> str:
         )
     lines.append(f"top {top} nodes:")
     for n in result["nodes"][:top]:
-        lines.append(f"  {n['seconds']:>7.3f} s  {n['op']:<20} {n['node']}")
+        inputs = " ".join("x".join(map(str, shape)) for shape in n["inputs"] if shape)
+        lines.append(f"  {n['seconds']:>7.3f} s  {n['op']:<20} {n['node']}  ({inputs})")
     return "\n".join(lines)
 
 

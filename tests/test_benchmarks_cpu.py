@@ -94,6 +94,7 @@ def test_op_table_counts_flops_per_op_type_in_the_last_run_only():
     )
     assert "gflop" not in ops["Add"]  # not matrix arithmetic: time and share only
     assert table["nodes"][0]["node"] == "qkv"
+    assert table["nodes"][0]["inputs"] == [[1, 4096, 768], [768, 2304]]
 
 
 def test_an_einsum_of_three_operands_counts_two_pairwise_products():
