@@ -4,6 +4,7 @@ Global attention can run over chunks of query rows so that memory is O(chunk x N
 O(heads x N^2); the bias is made per chunk and the result equals the unchunked path.
 """
 
+import math
 from typing import Optional, Tuple, Union
 
 import torch
@@ -98,6 +99,7 @@ def attend_with_terms(
     scale: Union[float, torch.Tensor],
     slopes: Optional[torch.Tensor],
     metric: str,
+    workspace: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Attention output for the queries of some whole rows of the token grid, given their rel-pos
     terms: the logits, distance penalty and softmax of BA-SAM, in one place for both backends.
@@ -105,11 +107,21 @@ def attend_with_terms(
     q_rows: B nh r W d (unscaled) of grid rows ``query_rows`` (r,) int64; k, v: B nh N d (N = H W);
     rel_h: B nh r W H, rel_w: B nh r W W (``rel_pos_terms``); slopes: (nh,) distance-penalty
     slopes, or None for no penalty. Returns B nh (r W) d, in the dtype of the operands.
+    workspace: None, or a flat contiguous tensor of the operands' dtype with at least B nh rW N
+    elements (``workspace_for``), no autograd: the logits and their softmax are computed in it, in
+    place, with the same kernels and so the same values. A loop over chunks that passes one
+    workspace to every chunk allocates the N-sized logits once instead of twice per chunk (each
+    fresh allocation of that size is faulted in page by page: on a CPU, about half the time).
     """
     height, width = grid_hw
     batch, heads, rows, _, head_dim = q_rows.shape
     q_flat = q_rows.reshape(batch, heads, rows * width, head_dim)
-    logits = (q_flat * scale) @ k.transpose(-2, -1)  # B nh rW N
+    shape = (batch, heads, rows * width, height * width)  # B nh rW N
+    if workspace is None:
+        logits = (q_flat * scale) @ k.transpose(-2, -1)
+    else:
+        logits = workspace[: math.prod(shape)].view(shape)
+        torch.matmul(q_flat * scale, k.transpose(-2, -1), out=logits)
 
     euclidean = None
     if slopes is not None:
@@ -137,8 +149,21 @@ def attend_with_terms(
     logits += rel_w[..., None, :]
     if euclidean is not None:
         logits -= euclidean
-    attn = logits.view(batch, heads, rows * width, height * width).softmax(dim=-1)
+    flat = logits.view(shape)
+    attn = flat.softmax(dim=-1) if workspace is None else torch.softmax(flat, -1, out=flat)
     return attn @ v  # B nh rW d
+
+
+def workspace_for(
+    batch_heads: int, rows: int, grid_hw: Tuple[int, int], like: torch.Tensor
+) -> Optional[torch.Tensor]:
+    """A workspace for ``attend_with_terms`` over chunks of at most ``rows`` grid rows (B nh rW N
+    elements of ``like``'s dtype and device), or None where in-place results cannot be used:
+    while autograd records (softmax's backward needs its output) or while tracing for export."""
+    if is_exporting() or (torch.is_grad_enabled() and like.requires_grad):
+        return None
+    height, width = grid_hw
+    return like.new_empty(batch_heads * rows * width * height * width)
 
 
 def attend_rows(
@@ -153,6 +178,7 @@ def attend_rows(
     scale: Union[float, torch.Tensor],
     slopes: Optional[torch.Tensor],
     metric: str,
+    workspace: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Attention output for the queries of some whole rows of the token grid.
 
@@ -161,6 +187,7 @@ def attend_rows(
     rel_h_table: (2H - 1, d), rel_w_table: (2W - 1, d), resized to the grid and already multiplied
     by the rel-pos coefficient c (c q.R = q.(c R), and the tables are the smallest operand).
     slopes: (nh,) distance-penalty slopes, or None for no penalty.
+    workspace: see ``attend_with_terms``.
     Returns B nh (r W) d.
     """
     rel_h, rel_w = rel_pos_terms(
@@ -177,6 +204,7 @@ def attend_rows(
         scale=scale,
         slopes=slopes,
         metric=metric,
+        workspace=workspace,
     )
 
 
@@ -306,6 +334,8 @@ class BasamAttention(Attention):
         )
         if rows is None:
             return attend_rows(q_grid, k, v, torch.arange(height, device=device), **terms)
+        # One workspace for every chunk's logits (None while autograd records): attend_with_terms.
+        workspace = workspace_for(batch * self.num_heads, rows, (height, width), q_grid)
         return torch.cat(
             [
                 attend_rows(
@@ -313,6 +343,7 @@ class BasamAttention(Attention):
                     k,
                     v,
                     torch.arange(start, min(start + rows, height), device=device),
+                    workspace=workspace,
                     **terms,
                 )
                 for start in range(0, height, rows)

@@ -29,16 +29,15 @@ import torch
 from ..configs import BIAS_METRICS, SCALE_MODES, AttentionSpec
 from ..errors import BasamError
 from ..kernels import launch
-from .attention import attend_with_terms
+from .attention import attend_with_terms, workspace_for
 from .attention_terms import attention_scale, head_slopes
 
 OP_NAME = "basam::attention"
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# float32 logits of one chunk of query rows (B nh r W N values) stay under this; each chunk also
-# holds its softmax (the same size again). 256 MiB: at 2048 px the tiny model (4 heads) takes 8 grid
-# rows per chunk, ViT-B (12 heads) 2, and at 4096 px ViT-B one row (0.8 GiB, the floor). Smaller
-# chunks cost time on a CPU (every chunk allocates and faults in fresh pages: at 1024 px, 16 MiB
-# chunks take 2x the time of one pass, 256 MiB chunks the same).
+# float32 logits of one chunk of query rows (B nh r W N values) stay under this; the softmax is
+# computed in place, in one workspace that every chunk reuses (attention.attend_with_terms).
+# 256 MiB: at 2048 px the tiny model (4 heads) takes 8 grid rows per chunk, ViT-B (12 heads) 2,
+# and at 4096 px ViT-B one row (0.8 GiB, the floor).
 CHUNK_BYTES = 1 << 28
 
 
@@ -122,6 +121,7 @@ def attention_reference(
     keys = k.reshape(batch, heads, height * width, head_dim).to(f32)
     values = v.reshape(batch, heads, height * width, head_dim).to(f32)
     rows = chunk_rows(batch * heads, grid_hw, CHUNK_BYTES if chunk_bytes is None else chunk_bytes)
+    workspace = workspace_for(batch * heads, rows, grid_hw, keys)  # every chunk's logits
     out = torch.empty(batch, heads, height, width, head_dim, dtype=q.dtype, device=device)
     for start in range(0, height, rows):
         stop = min(start + rows, height)
@@ -136,6 +136,7 @@ def attention_reference(
             scale=scale,
             slopes=slopes,
             metric=bias_metric,
+            workspace=workspace,
         )  # B nh (r W) d
         out[:, :, start:stop] = chunk.view(batch, heads, stop - start, width, head_dim)
     return out
