@@ -113,6 +113,21 @@ def _shared_root(config: pytest.Config, tmp_path_factory, name: str) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _memory_heavy_tests_one_at_a_time(request, pytestconfig, tmp_path_factory):
+    """Under pytest-xdist, a test marked ``memory_heavy`` (a peak of GiBs: PyTorch's unfused
+    attention at 2048 px holds ~12 GiB) waits for the other workers' to finish: two at once
+    exceed the memory of the 2-core CI machine, and the kernel kills a worker."""
+    if "memory_heavy" not in request.keywords or not hasattr(pytestconfig, "workerinput"):
+        yield
+        return
+    from filelock import FileLock
+
+    root = _shared_root(pytestconfig, tmp_path_factory, "locks")
+    with FileLock(str(root / "memory_heavy.lock")):
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_export(pytestconfig, tmp_path_factory):
     """``tiny_export(preset="basam", seed=None, *, record_checkpoint=False, model_options=None,
