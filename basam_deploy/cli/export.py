@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp32",
         choices=list(PRECISIONS),
         help="fp32 (default); fp16: mixed FP16 graphs; int8: the encoder's MatMul weights in "
-        "INT8 for onnxruntime on CPUs, decoder FP32 (--bias subgraph only; not for TensorRT; "
-        "docs/int8.md)",
+        "INT8, dynamic, for onnxruntime on CPUs (not for TensorRT); int8-qdq: the same MatMuls "
+        "as static Q/DQ, for onnxruntime and TensorRT's explicit quantization (TensorRT "
+        "unverified); both: decoder FP32, --bias subgraph only (docs/int8.md)",
     )
     add_size_range_options(
         parser,

@@ -45,14 +45,14 @@ from .manifest import TOOL, ExportFile, ExportManifest, ParityRecord, SizeRange,
 from .op_check import BASAM_PLUGIN_OPS, check_tensorrt_ops
 from .precision import check_precision_policy, precision_summary, to_mixed_fp16
 from .provenance import describe_checkpoint
-from .quantize import quantization_summary, quantize_encoder
+from .quantize import INT8_PRECISIONS, quantization_summary, quantize_encoder
 from .tidy import tidy
 
 # Opset 20: LayerNormalization (17) and Gelu (20) as single nodes, inside what TensorRT's ONNX parser
 # documents for both 10.x and 11.x (see tensorrt_ops.json); 18 is the exporter's lowest.
 DEFAULT_OPSET = 20
 SUPPORTED_OPSETS = (18, 19, 20)
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", *INT8_PRECISIONS)
 BIAS_MODES = ("subgraph", "plugin")
 DEFAULT_MIN_SIZE = 256
 PARITY_FILE = "parity.json"
@@ -78,8 +78,9 @@ class ExportOptions:
 
     min_size: None = 256, or the preset's minimum (1024 for basam-official).
     check_sizes: None = ``parity_sizes(min_size, max_size)``.
-    precision: ``int8`` quantizes the encoder's weight MatMuls (``quantize.py``); the decoder
-        stays FP32. Only with ``bias='subgraph'``.
+    precision: ``int8`` (dynamic, onnxruntime only) and ``int8-qdq`` (static Q/DQ, onnxruntime
+        and TensorRT) quantize the encoder's weight MatMuls (``quantize.py``); the decoder stays
+        FP32. Only with ``bias='subgraph'``.
     tolerance: the parity check's bounds; None = the precision's own (``parity_check.tolerance``).
     """
 
@@ -101,10 +102,13 @@ class ExportOptions:
             )
         if self.bias not in BIAS_MODES:
             raise BasamError(f"unknown bias mode {self.bias!r}: choose {' or '.join(BIAS_MODES)}")
-        if self.precision == "int8" and self.bias != "subgraph":
-            # The INT8 file is onnxruntime's (quantize.py) and the plugin node is TensorRT's; in
-            # onnxruntime it runs as a slow Python reference op, which INT8 would not speed up.
-            raise BasamError("precision=int8 takes bias='subgraph' only: drop bias='plugin'")
+        if self.precision in INT8_PRECISIONS and self.bias != "subgraph":
+            # onnxruntime's quantizers run the graph (Q/DQ calibration) in sessions of their own,
+            # without the plugin's reference op, and INT8 would not speed up a Python op
+            # (docs/int8.md, "The plugin variant").
+            raise BasamError(
+                f"precision={self.precision} takes bias='subgraph' only: drop bias='plugin'"
+            )
         if self.opset not in SUPPORTED_OPSETS:
             raise BasamError(
                 f"opset {self.opset} is not supported: choose one of "
@@ -376,7 +380,7 @@ def export_onnx(
     sam = sam.eval()
     manifest = _describe(sam, options, checkpoint)
     timings: Dict[str, float] = {}
-    steps = 4 + int(options.precision in ("fp16", "int8")) + int(options.check)
+    steps = 4 + int(options.precision != "fp32") + int(options.check)
     step = iter(range(1, steps + 1))
 
     def stage(message: str, fn):
@@ -412,13 +416,19 @@ def export_onnx(
             check_tensorrt_ops(model, plugin_ops)
 
     stage("checking every node against TensorRT's ONNX operator list", check_ops)
-    if options.precision == "int8":  # after the op check: the INT8 encoder is onnxruntime's only
+    if options.precision in INT8_PRECISIONS:  # after the op check: dynamic INT8 is onnxruntime's
 
         def quantize():
             encoder = protos[ENCODER_FILE]
             protos[ENCODER_FILE] = quantize_encoder(
-                encoder, len(sam.image_encoder.blocks), encoder.ByteSize() > LARGE_MODEL_BYTES
+                encoder,
+                len(sam.image_encoder.blocks),
+                encoder.ByteSize() > LARGE_MODEL_BYTES,
+                options.precision,
+                (options.min_size, options.max_size),
             )
+            if options.precision == "int8-qdq":  # the Q/DQ file is meant for TensorRT too
+                check_tensorrt_ops(protos[ENCODER_FILE], plugin_ops)
 
         stage("quantizing the encoder's MatMul weights to INT8 (decoder FP32)", quantize)
 
@@ -433,8 +443,8 @@ def export_onnx(
                     save_checked(model, staging / name),
                     **_io_signature(model),
                     precision=precision_summary(model) if options.precision == "fp16" else None,
-                    quantization=quantization_summary(model)
-                    if options.precision == "int8" and name == ENCODER_FILE
+                    quantization=quantization_summary(model, options.precision)
+                    if options.precision in INT8_PRECISIONS and name == ENCODER_FILE
                     else None,
                     attention_op_nodes=len(fused_op.fused_nodes(model))
                     if options.bias == "plugin"

@@ -25,11 +25,11 @@ from .graphs import (
 
 def tolerance(options) -> Optional[Tolerance]:
     """The bounds of the export's check: ``options.tolerance`` if given, INT8's
-    (``parity.stats.INT8_TOLERANCE``) for ``precision='int8'``, else None (the check then takes
-    ``parity.tolerance_for`` the two sides' precisions)."""
+    (``parity.stats.INT8_TOLERANCE``) for ``precision='int8'`` or ``'int8-qdq'``, else None (the
+    check then takes ``parity.tolerance_for`` the two sides' precisions)."""
     if options.tolerance is not None:
         return options.tolerance
-    return tolerance_for("int8") if options.precision == "int8" else None
+    return tolerance_for(options.precision) if options.precision.startswith("int8") else None
 
 
 def export_cases(sizes: Sequence[Tuple[int, int]]) -> List[Case]:

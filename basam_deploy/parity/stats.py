@@ -22,11 +22,11 @@ class Tolerance:
 
 FP32_TOLERANCE = Tolerance(max_relative_error=1e-4, min_mask_iou=0.98)
 FP16_TOLERANCE = Tolerance(min_cosine=0.999, min_mask_iou=0.98)
-# INT8 (onnxruntime's dynamic quantization, export/quantize.py) against FP32: the embeddings'
-# direction within cosine 0.99 and the masks within IoU 0.95; no relative-error bound (INT8
-# rounding is ~1e-2).
+# INT8 (export/quantize.py: dynamic ``int8`` and static Q/DQ ``int8-qdq``) against FP32: the
+# embeddings' direction within cosine 0.99 and the masks within IoU 0.95; no relative-error bound
+# (INT8 rounding is ~1e-2).
 INT8_TOLERANCE = Tolerance(min_cosine=0.99, min_mask_iou=0.95)
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-qdq")
 
 
 def tolerance_for(*precisions: str) -> Tolerance:
@@ -35,7 +35,7 @@ def tolerance_for(*precisions: str) -> Tolerance:
     for precision in precisions:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}: {' or '.join(PRECISIONS)}")
-    if "int8" in precisions:
+    if {"int8", "int8-qdq"} & set(precisions):
         return INT8_TOLERANCE
     return FP16_TOLERANCE if "fp16" in precisions else FP32_TOLERANCE
 

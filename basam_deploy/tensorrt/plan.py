@@ -48,7 +48,11 @@ DEFAULT_PRESET = "ladder"
 # The module that registers the BA-SAM TensorRT plugin (tensorrt.plugin), imported before parsing.
 PLUGIN_MODULE = "basam_deploy.tensorrt.plugin"
 PLUGIN_MODES = ("auto", "off")
-PRECISIONS = ("fp32", "fp16")
+# int8-qdq: explicit quantization (Q/DQ nodes in the ONNX, built strongly typed: no INT8 flag, no
+# calibrator; symmetric INT8 with zero points 0, per-channel scales on weights only, as
+# include/NvInfer.h's IQuantizeLayer/IDequantizeLayer at v10.16 and v11.1 of NVIDIA/TensorRT
+# require). UNVERIFIED: no TensorRT on this project's machines, no INT8 engine was ever built.
+PRECISIONS = ("fp32", "fp16", "int8-qdq")
 STRONGLY_TYPED, WEAKLY_TYPED_FP16 = "strongly-typed", "weakly-typed-fp16"
 OPT_LEVELS = range(0, 6)  # IBuilderConfig.builder_optimization_level: 0..5, TensorRT's default 3
 ENGINE_SUFFIX = ".engine"
@@ -105,7 +109,7 @@ class ProfilePlan:
 
 @dataclass(frozen=True)
 class PrecisionPlan:
-    onnx: str  # the export's precision: fp32 | fp16
+    onnx: str  # the export's precision: fp32 | fp16 | int8-qdq
     route: str  # STRONGLY_TYPED | WEAKLY_TYPED_FP16
     tf32: bool
 
@@ -115,11 +119,11 @@ class PrecisionPlan:
                 "FP32 ONNX with BuilderFlag.FP16: TensorRT picks FP16 kernels where it likes, "
                 "nothing kept in FP32 on purpose (TensorRT 10.x only)"
             )
-        what = (
-            "mixed FP16 as written in the ONNX (LayerNorm, softmax, bias arithmetic in FP32)"
-            if self.onnx == "fp16"
-            else "FP32 throughout"
-        )
+        what = {
+            "fp16": "mixed FP16 as written in the ONNX (LayerNorm, softmax, bias arithmetic in FP32)",
+            "int8-qdq": "INT8 where the ONNX has Q/DQ nodes (explicit quantization; unverified "
+            "on TensorRT), FP32 elsewhere",
+        }.get(self.onnx, "FP32 throughout")
         tf32 = "TF32 allowed in FP32 matmuls" if self.tf32 else "TF32 off (FP32 stays FP32)"
         return f"types from the {self.onnx.upper()} ONNX, {what}; {tf32}"
 
@@ -295,11 +299,12 @@ def _precision(options: BuildOptions, manifest: ExportManifest, name: str) -> Pr
     if precision == "int8":
         raise BasamError(
             f"{name} is an INT8 export, which runs on onnxruntime only (dynamic quantization: no "
-            f"Q/DQ nodes TensorRT reads): build engines from an fp32 or fp16 export"
+            f"Q/DQ nodes TensorRT reads): build engines from an fp32, fp16 or int8-qdq export"
         )
     if precision not in PRECISIONS:
         raise BasamError(
-            f"the manifest of {name} gives precision {precision!r}, not fp32 or fp16: export again"
+            f"the manifest of {name} gives precision {precision!r}, not fp32, fp16 or int8-qdq: "
+            f"export again"
         )
     if options.weak_fp16 and precision != "fp32":
         raise BasamError(
