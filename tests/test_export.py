@@ -11,6 +11,7 @@ import onnx
 import pytest
 import torch
 from conftest import randomize_, tiny_sam
+from traced import reuse_traces
 
 from basam_deploy import BasamError, build_sam
 from basam_deploy.artifacts import sha256
@@ -145,12 +146,24 @@ def test_graph_has_no_size_baked_in_and_exports_deterministically(tmp_path, monk
             assert not [p for p in local if p.encode() in text], path.name
 
 
-def test_parity_failure_keeps_files_marked_failed(tmp_path, monkeypatch):
+def cached_sam(tiny_export, monkeypatch, key="sam"):
+    """The model of ``PRESETS[key]`` (seed 21), whose graphs ``export_onnx`` then takes from the
+    module's cached export instead of tracing them again (traced.py: for the tests below, whose
+    assertions are about what happens after tracing; each used to trace its own model, 20 s)."""
+    preset, model_options, min_size = PRESETS[key]
+    cached = tiny_export(
+        preset, 21, model_options=model_options, min_size=min_size, max_size=2048, check=False
+    )
+    reuse_traces(monkeypatch, cached.folder)
+    return tiny_sam(preset, 21, **model_options)
+
+
+def test_parity_failure_keeps_files_marked_failed(tmp_path, monkeypatch, tiny_export):
     from basam_deploy.parity import Tolerance, stats
 
     impossible = Tolerance(max_relative_error=0.0)
     monkeypatch.setattr(stats, "FP32_TOLERANCE", impossible)
-    sam = randomize_(build_sam("tiny", "sam"), seed=4)
+    sam = cached_sam(tiny_export, monkeypatch)
     options = ExportOptions(max_size=512, check_sizes=[(256, 320)])
     result = export_onnx(sam, tmp_path / "out", options, progress=quiet)
     assert not result.passed
@@ -159,12 +172,12 @@ def test_parity_failure_keeps_files_marked_failed(tmp_path, monkeypatch):
     assert report["passed"] is False and report["rows"][0]["failures"]
 
 
-def test_an_interrupted_export_leaves_nothing_behind(tmp_path, monkeypatch):
+def test_an_interrupted_export_leaves_nothing_behind(tmp_path, monkeypatch, tiny_export):
     def fail(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("basam_deploy.export.parity_check.check_export", fail)
-    sam = build_sam("tiny", "sam")
+    sam = cached_sam(tiny_export, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         export_onnx(sam, tmp_path / "out", ExportOptions(max_size=512), progress=quiet)
     assert list(tmp_path.iterdir()) == []
@@ -208,8 +221,9 @@ def test_output_folder_with_other_files_is_refused(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
-def test_fp16_export_passes_its_parity_and_halves_the_weights(tmp_path):
-    sam = randomize_(build_sam("tiny", "basam", bias_metric="euclidean"), seed=9)
+def test_fp16_export_passes_its_parity_and_halves_the_weights(tmp_path, monkeypatch, tiny_export):
+    # Euclidean distance penalty in every block (windows too): the FP16 policy's hardest preset.
+    sam = cached_sam(tiny_export, monkeypatch, "basam-euclidean-windows")
     options = ExportOptions(precision="fp16", max_size=1024, check_sizes=[(320, 512), (512, 512)])
     result = export_onnx(sam, tmp_path / "fp16", options, progress=quiet)
     assert result.passed  # cosine >= 0.999 and mask IoU >= 0.98 against PyTorch FP32
@@ -228,10 +242,12 @@ def test_fp16_export_passes_its_parity_and_halves_the_weights(tmp_path):
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
-def test_models_over_the_protobuf_limit_keep_weights_beside_the_graph(tmp_path, monkeypatch):
+def test_models_over_the_protobuf_limit_keep_weights_beside_the_graph(
+    tmp_path, monkeypatch, tiny_export
+):
     # ViT-H in FP32 is over 2 GiB; the same path, forced on the tiny model.
     monkeypatch.setattr(onnx_export, "LARGE_MODEL_BYTES", 1024)
-    sam = randomize_(build_sam("tiny", "sam"), seed=10)
+    sam = cached_sam(tiny_export, monkeypatch)
     options = ExportOptions(max_size=512, check_sizes=[(256, 320)])
     result = export_onnx(sam, tmp_path / "big", options, progress=quiet)
     assert result.passed
