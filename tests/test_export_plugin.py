@@ -3,7 +3,8 @@ the onnxruntime-extensions reference op, equal to the subgraph export and to PyT
 
 One plugin export (with its own parity step) and one subgraph export of the same weights serve the
 module (conftest.tiny_export: the same ones serve test_onnx_tools.py, and the subgraph one is
-test_export.py's basam-manhattan); the FP16 export is the only other one.
+test_export.py's basam-manhattan); the FP16 export is the only other one, made from the
+plugin export's traced graphs (traced.py).
 """
 
 import json
@@ -15,6 +16,7 @@ import pytest
 import torch
 from conftest import relative_error, tiny_sam
 from onnx import TensorProto, helper
+from traced import reuse_traces
 
 from basam_deploy import BasamError
 from basam_deploy import fused_op_contract as fused_op
@@ -150,8 +152,13 @@ def test_runner_leaves_the_file_alone_and_finds_external_weights(exports, tmp_pa
     np.testing.assert_array_equal(external, runner.infer(image)["image_embeddings"])
 
 
-def test_fp16_plugin_export_keeps_the_node_in_fp16_and_passes_parity(exports, tmp_path):
+def test_fp16_plugin_export_keeps_the_node_in_fp16_and_passes_parity(
+    exports, tmp_path, monkeypatch
+):
     sam = exports[0]
+    # The graphs of the module's FP32 plugin export of this model (traced.py): this test checks the
+    # FP16 policy and the parity that follow tracing, not tracing (which took ~20 s of it).
+    reuse_traces(monkeypatch, exports[1].folder)
     options = ExportOptions(
         bias="plugin", precision="fp16", max_size=1024, check_sizes=[(320, 512)]
     )

@@ -332,10 +332,13 @@ class BasamAttention(Attention):
         rows = rows_per_chunk(
             self.chunk, batch * self.num_heads, (height, width), q_grid.element_size()
         )
+        # The logits and softmax in one workspace, reused by every chunk (None while autograd
+        # records or while exporting): attend_with_terms.
+        workspace = workspace_for(batch * self.num_heads, rows or height, (height, width), q_grid)
         if rows is None:
-            return attend_rows(q_grid, k, v, torch.arange(height, device=device), **terms)
-        # One workspace for every chunk's logits (None while autograd records): attend_with_terms.
-        workspace = workspace_for(batch * self.num_heads, rows, (height, width), q_grid)
+            return attend_rows(
+                q_grid, k, v, torch.arange(height, device=device), workspace=workspace, **terms
+            )
         return torch.cat(
             [
                 attend_rows(
