@@ -171,7 +171,7 @@ def _initializer(model, name):
 
 
 def test_qdq_layout_is_what_tensorrt_explicit_quantization_reads(qdq_encoder):
-    """Every weight MatMul but the first block's reads two DequantizeLinear outputs: an INT8
+    """Every weight MatMul but the first and last blocks' reads two DequantizeLinear outputs: an INT8
     activation quantized per tensor (scalar scale) and an INT8 weight per output channel (axis 1);
     every zero point is an INT8 zero (TensorRT's Q/DQ are symmetric); MatMul outputs, attention,
     Softmax, LayerNorm and GELU stay float; every op is on TensorRT's ONNX-parser list."""
@@ -182,7 +182,7 @@ def test_qdq_layout_is_what_tensorrt_explicit_quantization_reads(qdq_encoder):
     for node in model.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
     assert "MatMulInteger" not in ops and "DynamicQuantizeLinear" not in ops
-    assert (ops["QuantizeLinear"], ops["DequantizeLinear"], ops["MatMul"]) == (12, 24, 24)
+    assert (ops["QuantizeLinear"], ops["DequantizeLinear"], ops["MatMul"]) == (8, 16, 24)
     int8 = []
     for node in model.graph.node:
         if node.op_type != "MatMul":
@@ -200,7 +200,13 @@ def test_qdq_layout_is_what_tensorrt_explicit_quantization_reads(qdq_encoder):
         w, scale = _initializer(model, weight.input[0]), _initializer(model, weight.input[1])
         assert w.dtype == np.int8 and scale.shape == (w.shape[1],)
         assert {a.name: a.i for a in weight.attribute}.get("axis") == 1
-    assert len(int8) == 12  # 3 of the 4 blocks x (qkv, proj, fc1, fc2)
+    # The two middle blocks of 4 x (qkv, proj, fc1, fc2): in graph order, the first block's 4
+    # float weight MatMuls, the 8 INT8 ones, the last block's 4 float ones.
+    order = [n.name for n in model.graph.node]
+    float_weighted = weight_nodes(model)[0]
+    assert len(int8) == 8 and len(float_weighted) == 8
+    assert order.index(float_weighted[3]) < min(map(order.index, int8))
+    assert max(map(order.index, int8)) < order.index(float_weighted[4])
     for node in model.graph.node:
         if node.op_type in QDQ_NODES:
             zero_point = _initializer(model, node.input[2])
@@ -225,9 +231,9 @@ def test_qdq_manifest_records_scheme_and_counts(qdq_export):
     assert manifest.precision == "int8-qdq"
     summary = manifest.files[ENCODER_FILE].quantization
     assert summary["scheme"] == SCHEMES["int8-qdq"]
-    assert summary["int8"] == {"MatMul": 12}
-    assert summary["runtime_quantize"] == {"DequantizeLinear": 24, "QuantizeLinear": 12}
-    assert summary["float"]["MatMul"] == 12 and summary["float"]["Softmax"] == 4
+    assert summary["int8"] == {"MatMul": 8}
+    assert summary["runtime_quantize"] == {"DequantizeLinear": 16, "QuantizeLinear": 8}
+    assert summary["float"]["MatMul"] == 16 and summary["float"]["Softmax"] == 4
     assert manifest.files[DECODER_FILE].quantization is None
     decoder = onnx.load(str(qdq_export.folder / DECODER_FILE))
     assert not [n for n in decoder.graph.node if "Quantize" in n.op_type]
@@ -246,9 +252,16 @@ def test_tensorrt_build_plan_accepts_qdq_strongly_typed(qdq_export):
 
 def test_calibration_images_are_fixed_and_inside_the_export_range():
     """The same images every export (a reproducible file), at sides the preset accepts."""
-    assert calibration_sides(256, 4096) == [(256, 256), (320, 512), (512, 512)]
+    assert calibration_sides(256, 4096) == [
+        (256, 256),
+        (320, 512),
+        (512, 512),
+        (512, 320),
+        (384, 384),
+        (768, 768),
+    ]
     assert calibration_sides(1024, 1280) == [(1024, 1024)]  # basam-official's floor
-    assert calibration_sides(128, 384) == [(256, 256), (320, 384), (384, 384)]
+    assert calibration_sides(128, 384) == [(256, 256), (320, 384), (384, 384), (384, 320)]
     first, again = calibration_images([(256, 320)]), calibration_images([(256, 320)])
     assert [x.shape for x in first] == [(1, 3, 256, 320)] * 2
     assert all(np.array_equal(a, b) and a.dtype == np.float32 for a, b in zip(first, again))
