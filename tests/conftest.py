@@ -114,17 +114,20 @@ def _shared_root(config: pytest.Config, tmp_path_factory, name: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _memory_heavy_tests_one_at_a_time(request, pytestconfig, tmp_path_factory):
-    """Under pytest-xdist, a test marked ``memory_heavy`` (a peak of GiBs: PyTorch's unfused
-    attention at 2048 px holds ~12 GiB) waits for the other workers' to finish: two at once
-    exceed the memory of the 2-core CI machine, and the kernel kills a worker."""
-    if "memory_heavy" not in request.keywords or not hasattr(pytestconfig, "workerinput"):
+def _memory_heavy_tests_run_alone(request, pytestconfig, tmp_path_factory):
+    """Under pytest-xdist, a test marked ``memory_heavy`` runs alone: it takes the write side of a
+    reader/writer file lock of which every other test holds the read side. Its peak (PyTorch's
+    unfused attention at 2048 px: ~15 GiB RSS measured) beside another worker's exceeds the memory
+    of a small CI machine, and the kernel's OOM killer ends a worker; alone, the suite needs what
+    it needs without xdist."""
+    if not hasattr(pytestconfig, "workerinput"):  # set in xdist's workers only
         yield
         return
-    from filelock import FileLock
+    from filelock import ReadWriteLock
 
-    root = _shared_root(pytestconfig, tmp_path_factory, "locks")
-    with FileLock(str(root / "memory_heavy.lock")):
+    lock = ReadWriteLock(_shared_root(pytestconfig, tmp_path_factory, "locks") / "memory.db")
+    heavy = "memory_heavy" in request.keywords
+    with lock.write_lock() if heavy else lock.read_lock():
         yield
 
 
