@@ -158,9 +158,13 @@ def workspace_for(
     batch_heads: int, rows: int, grid_hw: Tuple[int, int], like: torch.Tensor
 ) -> Optional[torch.Tensor]:
     """A workspace for ``attend_with_terms`` over chunks of at most ``rows`` grid rows (B nh rW N
-    elements of ``like``'s dtype and device), or None where in-place results cannot be used:
-    while autograd records (softmax's backward needs its output) or while tracing for export."""
-    if is_exporting() or (torch.is_grad_enabled() and like.requires_grad):
+    elements of ``like``'s dtype), or None where in-place results cannot be used: while autograd
+    records (softmax's backward needs its output) or while tracing for export; and off the CPU,
+    whose page faults it avoids (CUDA's caching allocator reuses memory already, and in-place
+    results there are not checked bitwise: no GPU on this project's machines)."""
+    if is_exporting() or like.device.type != "cpu":
+        return None
+    if torch.is_grad_enabled() and like.requires_grad:
         return None
     height, width = grid_hw
     return like.new_empty(batch_heads * rows * width * height * width)
