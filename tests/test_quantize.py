@@ -14,6 +14,7 @@ import onnx.numpy_helper
 import pytest
 from conftest import tiny_sam
 
+from basam_deploy.compare import engine_precision
 from basam_deploy.errors import BasamError
 from basam_deploy.export import parity_check
 from basam_deploy.export.graphs import DECODER_FILE, ENCODER_FILE
@@ -27,7 +28,8 @@ from basam_deploy.export.quantize import (
     calibration_sides,
     weight_nodes,
 )
-from basam_deploy.parity import INT8_TOLERANCE, Case, Tolerance, compare_sides
+from basam_deploy.parity import INT8_TOLERANCE, Case, Tolerance, compare_sides, tolerance_for
+from basam_deploy.tensorrt.manifest import EnginePrecision
 from basam_deploy.tensorrt.plan import STRONGLY_TYPED, BuildOptions, make_plan
 
 OPTIONS = dict(precision="int8", min_size=128, max_size=384, check_sizes=[(128, 128), (256, 192)])
@@ -248,6 +250,9 @@ def test_tensorrt_build_plan_accepts_qdq_strongly_typed(qdq_export):
     )
     assert (plan.precision.onnx, plan.precision.route) == ("int8-qdq", STRONGLY_TYPED)
     assert "unverified on TensorRT" in plan.precision.describe()
+    # Its engine is compared (basam-trt compare) with INT8's bounds, not FP16's tighter ones.
+    engine = engine_precision(EnginePrecision(plan.precision.onnx, plan.precision.route))
+    assert tolerance_for("fp32", engine) == INT8_TOLERANCE
 
 
 def test_calibration_images_are_fixed_and_inside_the_export_range():

@@ -51,7 +51,10 @@ def profile_cases(profiles: Sequence[ResolutionProfile], interleave: bool = Fals
 
 
 def engine_precision(precision: EnginePrecision) -> str:
-    """``fp32`` for an FP32 graph built strongly typed; ``fp16`` for either FP16 route."""
+    """``fp32`` for an FP32 graph built strongly typed; ``int8-qdq`` for a Q/DQ graph (compared
+    with INT8's bounds); ``fp16`` for either FP16 route."""
+    if precision.onnx == "int8-qdq":
+        return precision.onnx
     fp32 = precision.onnx == "fp32" and precision.route == STRONGLY_TYPED
     return "fp32" if fp32 else "fp16"
 
