@@ -121,7 +121,10 @@ def test_attention_softmax_layernorm_stay_float(encoder):
     assert len(weight_nodes(encoder)[0]) == 4  # the first block's, left in float
 
 
-def test_dynamic_dims_kept_and_decoder_float(encoder, export):
+@pytest.mark.parametrize("precision", ["int8", "int8-qdq"])
+def test_dynamic_dims_kept_and_decoder_float(precision, request):
+    export = request.getfixturevalue("export" if precision == "int8" else "qdq_export")
+    encoder = onnx.load(str(export.folder / ENCODER_FILE))
     dims = [d.dim_param or d.dim_value for d in encoder.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, "height", "width"]
     out = [d.dim_param or d.dim_value for d in encoder.graph.output[0].type.tensor_type.shape.dim]
