@@ -52,3 +52,25 @@ def test_explicit_chunk_rounds_to_whole_rows():
     assert rows_per_chunk(100, 4, (10, 30), 4) == 3
     assert rows_per_chunk(5, 4, (10, 30), 4) == 1  # at least one row
     assert rows_per_chunk(10_000, 4, (10, 30), 4) is None  # one chunk holds everything
+
+
+@pytest.mark.parametrize("chunk", [0, 9], ids=["one-pass", "chunk9"])
+@pytest.mark.parametrize("name", list(SPECS))
+def test_the_reused_workspace_gives_bitwise_the_same_output(name, chunk, monkeypatch):
+    # On the CPU the logits and softmax are computed in place in one reused workspace (it saves
+    # the page faults of two fresh N-sized tensors per chunk): the values must not move by a bit.
+    block = randomize_(BasamAttention(48, 3, True, (6, 6), SPECS[name], chunk=chunk), seed=4).eval()
+    x = torch.randn(2, 7, 5, 48, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reused = block(x)
+        monkeypatch.setattr(attention_module, "workspace_for", lambda *a, **k: None)
+        allocated = block(x)
+    assert torch.equal(reused, allocated)
+
+
+def test_no_workspace_while_autograd_records():
+    # softmax's backward needs its output: an in-place softmax would corrupt the gradient.
+    q = torch.randn(1, 3, 4, 4, 16, requires_grad=True)
+    assert attention_module.workspace_for(3, 4, (4, 4), q) is None
+    with torch.no_grad():
+        assert attention_module.workspace_for(3, 4, (4, 4), q).numel() == 3 * 4 * 4 * 16
