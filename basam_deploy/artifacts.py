@@ -49,16 +49,18 @@ def write_json(path: Path, data: object) -> None:
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def read_manifest(folder: Path) -> Dict[str, object]:
+def read_manifest(
+    folder: Path, what: str = "a basam-deploy output folder", fix: str = "export again"
+) -> Dict[str, object]:
+    """``folder``'s manifest.json as JSON; a missing or unreadable one is a one-line BasamError
+    that asks whether ``folder`` is ``what`` and names ``fix``."""
     path = Path(folder) / MANIFEST
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise BasamError(
-            f"{folder} has no {MANIFEST}: is it a basam-deploy output folder?"
-        ) from None
+        raise BasamError(f"{folder} has no {MANIFEST}: is it {what}?") from None
     except json.JSONDecodeError as exc:
-        raise BasamError(f"{path} is not valid JSON ({exc.msg}): export again") from None
+        raise BasamError(f"{path} is not valid JSON ({exc.msg}): {fix}") from None
 
 
 def verify_listed_file(path: Path, tool: str = "basam-export") -> Tuple[Dict[str, object], str]:

@@ -365,3 +365,14 @@ def test_an_export_manifest_is_not_a_repo_manifest(tmp_path):
     folder = written(tmp_path, EXPORT.to_json())
     error = one_line_error(lambda: RepoManifest.read(folder))
     assert "was not written by basam-trt triton-repo (tool 'basam-export')" in error
+
+
+def test_a_missing_or_unparsable_repo_manifest_is_one_line_with_the_repositorys_fix(tmp_path):
+    error = one_line_error(lambda: RepoManifest.read(tmp_path))
+    assert (
+        error == f"{tmp_path} has no manifest.json: is it a repository basam-trt triton-repo wrote?"
+    )
+    (tmp_path / "manifest.json").write_text("{")
+    error = one_line_error(lambda: RepoManifest.read(tmp_path))
+    assert error.startswith(f"{tmp_path / 'manifest.json'} is not valid JSON (")
+    assert error.endswith("): write the repository again with basam-trt triton-repo")

@@ -15,13 +15,12 @@ another format, another tool's JSON or a field missing or of the wrong type is r
 naming the file and the fix (write the repository again).
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 from .._version import __version__
-from ..artifacts import MANIFEST, package_versions
+from ..artifacts import MANIFEST, package_versions, read_manifest
 from ..errors import BasamError
 from ..json_records import Record
 from .model import ONNX, TENSORRT, TOOL, RepoPlan, TritonRepoOptions
@@ -155,14 +154,7 @@ class RepoManifest:
     def read(cls, folder: Union[str, Path]) -> "RepoManifest":
         """The manifest of repository ``folder``; one-line BasamErrors (``from_json``)."""
         path = Path(folder) / MANIFEST
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise BasamError(
-                f"{folder} has no {MANIFEST}: is it a repository {TOOL} wrote?"
-            ) from None
-        except json.JSONDecodeError as exc:
-            raise BasamError(f"{path} is not valid JSON ({exc.msg}): {FIX}") from None
+        data = read_manifest(Path(folder), f"a repository {TOOL} wrote", FIX)
         return cls.from_json(data, str(path))
 
 
