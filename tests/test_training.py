@@ -121,7 +121,7 @@ def test_evaluation_script_reports_every_size_and_preset(tmp_path):
     out = tmp_path / "eval.json"
     run(
         "evaluate.py", "--checkpoint", "default", "--images", "256:3", "512:2",
-        "--output", str(out), tmp_path=tmp_path,
+        "--threads", "1", "--output", str(out), tmp_path=tmp_path,
     )  # fmt: skip
     results = json.loads(out.read_text())
     assert set(results["sizes"]) == {"256", "512"}
@@ -149,12 +149,14 @@ def test_shipped_model_scores_what_the_docs_say(size):
     held-out evaluation at 1x and 2x its training size it scores the table's values, within 0.015
     for other CPUs' float reductions (the scenes are square by construction; non-square inputs are
     covered by the Predictor and sample tests). The issue's goal is 0.85: met with three points, not
-    quite with one (see the docs).
+    quite with one (see the docs). It runs in the test process's threads: the documented run used
+    two, one gives the same rows (measured: 0.8395/0.8698 and 0.8714/0.9049), and more threads than
+    this pytest-xdist worker's share of the cores spin-wait against the other worker (94 s instead
+    of 11 s at 512 px; torch.set_num_threads would also outlive the test in this worker).
     """
     import evaluate
 
     scenes, instances, one_point, three_points = DOCUMENTED[size]
-    torch.set_num_threads(2)
     predictor = evaluate.Predictor(build_sam("tiny", "basam"))
     row = evaluate.evaluate({"basam": predictor}, size, scenes, 4)["basam"]
     assert row["n"] == instances
