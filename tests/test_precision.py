@@ -42,6 +42,7 @@ from basam_deploy.export.precision import (
     precision_summary,
     to_mixed_fp16,
 )
+from basam_deploy.runners.onnxruntime_runner import default_threads
 
 PRESETS = {
     "sam": dict(preset="sam"),
@@ -103,6 +104,7 @@ def exports() -> Exports:
 def ort_session(model: onnx.ModelProto) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = default_threads()  # this pytest-xdist worker's share
     return ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )

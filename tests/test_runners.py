@@ -62,6 +62,24 @@ def test_onnxruntime_runner_maps_named_inputs_to_named_outputs(scale_and_sum):
     assert runner.session is None
 
 
+@pytest.mark.parametrize(
+    "environment, asked, expected",
+    [("3", None, 3), ("3", 1, 1), (None, None, 0), ("", None, 0), ("0", None, 0), ("4x", None, 0)],
+)
+def test_onnxruntime_threads_follow_omp_num_threads_unless_asked(
+    scale_and_sum, monkeypatch, environment, asked, expected
+):
+    """Left out, the session's intra-op threads are OMP_NUM_THREADS (a positive integer), else 0:
+    onnxruntime's own choice; ``threads`` always wins."""
+    if environment is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", environment)
+    runner = OnnxRuntimeRunner(scale_and_sum, threads=asked)
+    runner.activate()
+    assert runner.session.get_session_options().intra_op_num_threads == expected
+
+
 def test_onnxruntime_runner_on_a_missing_file_is_one_line(tmp_path):
     with pytest.raises(BasamError, match=r"ONNX file not found: .*nothing\.onnx \(export it with"):
         OnnxRuntimeRunner(tmp_path / "nothing.onnx").activate()

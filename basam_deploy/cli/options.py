@@ -192,13 +192,14 @@ def add_backend_options(parser: argparse.ArgumentParser, *, threads: bool = Fals
 
 
 def add_threads_option(group: Any) -> None:
-    """``--threads N``: onnxruntime's intra-op threads (left out: onnxruntime's choice)."""
+    """``--threads N``: onnxruntime's intra-op threads (left out: ``OMP_NUM_THREADS`` where set,
+    else onnxruntime's choice; ``runners.onnxruntime_runner.default_threads``)."""
     group.add_argument(
         "--threads",
         type=positive_int,
         default=None,
         metavar="N",
-        help="onnxruntime intra-op threads",
+        help="onnxruntime intra-op threads (default: OMP_NUM_THREADS if set, else one per core)",
     )
 
 
