@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import randomize_, tiny_sam
+from conftest import tiny_sam
 from traced import reuse_traces
 
 from basam_deploy import BasamError, build_sam
@@ -109,38 +109,49 @@ def test_manifest_and_metadata_say_what_made_the_files(exported):
         assert manifest.bias_metric == "manhattan" and manifest.bias_slope == 1 / 16
 
 
-def test_graph_has_no_size_baked_in_and_exports_deterministically(tmp_path, monkeypatch):
-    """Same weights, exported from two copies of the checkpoint in two folders and two working
-    directories: byte-identical files that hold no local path (file name and sha256 only)."""
+def test_graph_has_no_size_baked_in_and_exports_deterministically(
+    tmp_path, monkeypatch, tiny_export
+):
+    """Same weights, traced here from a copy of the checkpoint in another working directory: the
+    same graphs as the module's cached export of that model (traced in another process, 256-2048
+    px) whatever the range, and files that hold no local path (file name and sha256 only). Exported
+    again from a second copy in a third folder: byte-identical files, manifest included.
+
+    One real trace here, not three: the second export takes this one's graphs (traced.py), so what
+    it checks is everything written after tracing; the trace's own determinism is the comparison
+    with the cached export, made by a different process."""
+    preset, model_options, min_size = PRESETS["basam-manhattan"]
+    cached = tiny_export(
+        preset, 21, model_options=model_options, min_size=min_size, max_size=2048, check=False
+    )
     clones = [tmp_path / "clone-one" / "weights", tmp_path / "second clone" / "ckpt"]
     for folder in clones:
         folder.mkdir(parents=True)
-    torch.save(randomize_(build_sam("tiny", "basam"), seed=3).state_dict(), clones[0] / "w.pth")
+    torch.save(tiny_sam(preset, 21, **model_options).state_dict(), clones[0] / "w.pth")
     shutil.copyfile(clones[0] / "w.pth", clones[1] / "w.pth")
-    sam = build_sam("tiny", "basam", checkpoint=clones[0] / "w.pth")
+    sam = build_sam("tiny", preset, checkpoint=clones[0] / "w.pth", **model_options)
 
-    def export(folder, max_size, clone):
+    def export(folder, clone):
         monkeypatch.chdir(clone)
-        options = ExportOptions(max_size=max_size, check=False)
+        options = ExportOptions(min_size=min_size, max_size=4096, check=False)
         return export_onnx(
             sam, tmp_path / folder, options, checkpoint=clone / "w.pth", progress=quiet
         )
 
-    small = export("a", 1024, clones[0])
-    large = export("b", 4096, clones[0])
-    again = export("c", 4096, clones[1])
-    size = lambda r: (r.folder / "encoder.onnx").stat().st_size  # noqa: E731
-    assert abs(size(small) - size(large)) / size(large) < 0.01
-    graph = lambda r, f: onnx.load(r.folder / f).graph.SerializeToString()  # noqa: E731
+    large = export("a", clones[0])
+    reuse_traces(monkeypatch, large.folder)
+    again = export("b", clones[1])
+    graph = lambda folder, f: onnx.load(folder / f).graph.SerializeToString()  # noqa: E731
+    for file in ("encoder.onnx", "decoder.onnx"):
+        # A fresh trace gives the cached export's graphs: the range only changes metadata.
+        assert graph(large.folder, file) == graph(cached.folder, file), file
     for file in ("encoder.onnx", "decoder.onnx", "manifest.json"):
-        if file.endswith(".onnx"):
-            assert graph(small, file) == graph(large, file)  # the range only changes metadata
-        assert (large.folder / file).read_bytes() == (again.folder / file).read_bytes()
+        assert (large.folder / file).read_bytes() == (again.folder / file).read_bytes(), file
     assert again.manifest.checkpoint == CheckpointRecord(
         "w.pth", sha256(clones[1] / "w.pth"), "file"
     )
     local = [str(tmp_path), str(Path.home()), sys.prefix, str(Path(onnx_export.__file__).parent)]
-    for result in (small, large, again):
+    for result in (large, again):
         for path in result.folder.iterdir():
             text = path.read_bytes()
             assert not [p for p in local if p.encode() in text], path.name
