@@ -9,7 +9,8 @@ Helpers: ``tiny_sam`` (the model an export of ``tiny_export`` was made from), ``
 ``relative_error``.
 
 Exports in use (each made once per run, shared by the pytest-xdist workers; ask for one of these
-rather than a near copy):
+rather than a near copy; configurations of one model and bias mode share its traced graphs, so a
+near copy costs only what runs after tracing):
 - ``tiny_export(check=False)``: the shipped weights, 256-4096 px (trt_build, triton_repo, cli_amg,
   mask_generator, web_page, web_server).
 - ``tiny_export(record_checkpoint=True, max_size=1024, check=False)``: what ``basam-export`` writes
@@ -156,7 +157,9 @@ def tiny_export(pytestconfig, tmp_path_factory):
     """
     # Imported here, not at the top: a test file that never exports should not depend on it.
     from filelock import FileLock
+    from traced import FILES, record_traces, serve_traces
 
+    from basam_deploy.export import onnx_export
     from basam_deploy.export.onnx_export import ExportOptions, export_onnx
     from basam_deploy.weights import shipped_checkpoint
 
@@ -182,21 +185,34 @@ def tiny_export(pytestconfig, tmp_path_factory):
         others = tuple(sorted((k, v) for k, v in model_options.items() if k not in named))
         options = ExportOptions(**export_options).resolve(sam)
         key = repr((repr(resolved), seed, record_checkpoint, others, repr(options)))
-        # The same name in every worker: the folder, its lock and the pickled result.
+        # The same name in every worker: the folder and the pickled result.
         name = f"{preset}-{'shipped' if seed is None else seed}-"
         name += hashlib.sha256(key.encode()).hexdigest()[:12]
+        # What the traced graphs depend on: the model, the bias mode, the opset and the example
+        # sizes (from the range's low end); not the rest of the range, the precision, the parity
+        # sizes or the checkpoint named (traced.py). Configurations of one trace take turns.
+        grid = onnx_export._example_grid_hw(sam, options)[:3]
+        trace_key = repr((repr(resolved), seed, others, options.bias, options.opset, grid))
+        traces = root / f"trace-{hashlib.sha256(trace_key.encode()).hexdigest()[:12]}"
         if name not in used:
             folder, saved = root / name, root / f"{name}.pickle"
-            with FileLock(str(root / f"{name}.lock")):
+            with FileLock(str(traces) + ".lock"):
                 if not saved.exists():
                     shutil.rmtree(folder, ignore_errors=True)  # a worker that failed midway
-                    result = export_onnx(
-                        sam,
-                        folder,
-                        options,
-                        checkpoint=shipped_checkpoint("tiny") if record_checkpoint else None,
-                        progress=lambda _: None,
-                    )
+                    with pytest.MonkeyPatch.context() as patch:
+                        if all((traces / f).is_file() for f in FILES):
+                            graphs = {f: (traces / f).read_bytes() for f in FILES}
+                            serve_traces(patch, graphs, resolved.name, None)
+                        else:
+                            traces.mkdir(exist_ok=True)
+                            record_traces(patch, traces)
+                        result = export_onnx(
+                            sam,
+                            folder,
+                            options,
+                            checkpoint=shipped_checkpoint("tiny") if record_checkpoint else None,
+                            progress=lambda _: None,
+                        )
                     staged = saved.with_suffix(".partial")
                     staged.write_bytes(pickle.dumps((key, result, _digest(folder))))
                     staged.replace(saved)
