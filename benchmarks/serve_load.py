@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from basam_deploy.serving.protocol import DECODER_MODEL, ENCODER_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "out" / "serve_load.json"
 HEIGHT, WIDTH = 480, 640
@@ -67,9 +69,9 @@ PROMPT = {
 
 def round_trip(client, image: np.ndarray) -> None:
     encoded = client.infer(
-        "basam_encoder", {"image": image[None]}, ("image_embeddings", "image_sizes")
+        ENCODER_MODEL, {"image": image[None]}, ("image_embeddings", "image_sizes")
     )
-    client.infer("basam_decoder", {**encoded, **PROMPT}, ("masks", "iou_predictions"))
+    client.infer(DECODER_MODEL, {**encoded, **PROMPT}, ("masks", "iou_predictions"))
 
 
 def in_process_baseline(repeat: int) -> dict:
