@@ -18,7 +18,8 @@ near copy costs only what runs after tracing):
 - ``tiny_export(seed=5, max_size=1024, check=False)`` (predictor, serving).
 - ``tiny_export(seed=21, max_size=2048, check=False)`` and the plugin export
   ``tiny_export(seed=21, bias="plugin", max_size=2048, check_sizes=[(256, 320)])`` (export,
-  export_plugin, onnx_tools); test_export.py also exports the sam, euclidean and official presets.
+  export_plugin, onnx_tools); test_export.py also exports the sam, euclidean and official presets
+  (seed 21, to 2048 px), whose encoder graphs test_precision.py takes too.
 """
 
 import copy
@@ -127,16 +128,25 @@ def _memory_heavy_tests_run_alone(request, pytestconfig, tmp_path_factory):
     reader/writer file lock of which every other test holds the read side. Its peak (PyTorch's
     unfused attention at 2048 px: ~15 GiB RSS measured) beside another worker's exceeds the memory
     of a small CI machine, and the kernel's OOM killer ends a worker; alone, the suite needs what
-    it needs without xdist."""
+    it needs without xdist. While it runs, the other workers wait, so it takes their cores too."""
     if not hasattr(pytestconfig, "workerinput"):  # set in xdist's workers only
         yield
         return
     from filelock import ReadWriteLock
 
     lock = ReadWriteLock(_shared_root(pytestconfig, tmp_path_factory, "locks") / "memory.db")
-    heavy = "memory_heavy" in request.keywords
-    with lock.write_lock() if heavy else lock.read_lock():
-        yield
+    if "memory_heavy" not in request.keywords:
+        with lock.read_lock():
+            yield
+        return
+    # Alone, the test has every core: PyTorch's threads (the reference and the plugin's op) too.
+    threads = torch.get_num_threads()
+    with lock.write_lock():
+        torch.set_num_threads(os.cpu_count() or threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
