@@ -10,7 +10,12 @@ from basam_deploy.cli.export import entry, main
 from basam_deploy.export.manifest import ExportManifest
 
 
-def test_default_export_writes_files_and_passes_parity(tmp_path, monkeypatch, capsys):
+def test_default_export_writes_files_and_passes_parity(tmp_path, monkeypatch, capsys, tiny_export):
+    """The README's main job. It takes the traced graphs of the run's cached export of the same
+    model (the shipped weights; traced.py): everything else (progress, the parity ladder in
+    onnxruntime against PyTorch, the files) runs as it does for a user; the real command's own
+    trace runs in test_output_folders.py's SIGTERM test."""
+    reuse_traces(monkeypatch, tiny_export(check=False).folder)
     monkeypatch.chdir(tmp_path)  # the default output is export/out under the working directory
     assert main(["--onnx", "--dynamic"]) == 0
     out = capsys.readouterr().out
@@ -40,9 +45,7 @@ def test_default_export_writes_files_and_passes_parity(tmp_path, monkeypatch, ca
     (folder / "encoder.engine.json").write_text('{"tool": "basam-trt"}')
     (folder / "notes.txt").write_text("mine")
     capsys.readouterr()
-    # The second export takes the first one's traced graphs (same model; traced.py): what it checks
-    # is how the folder is replaced, not tracing, which the first export did for real (~20 s).
-    reuse_traces(monkeypatch, folder)
+    # The second export, too, checks how the folder is replaced, not tracing.
     assert main(["--no-check", "--max-size", "1024"]) == 0
     assert ExportManifest.read(folder).size_range.max == 1024
     assert sorted(p.name for p in folder.iterdir()) == [
