@@ -15,6 +15,7 @@ which training scripts store as metrics, are allowed). Every problem is a one-li
 
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,10 @@ def read_checkpoint(path: Union[str, Path]) -> object:
         raise BasamError(f"checkpoint not found: {path} (check the path)")
     if path.is_dir():
         raise BasamError(f"checkpoint {path} is a directory: give the checkpoint file itself")
-    with torch.serialization.safe_globals(_numpy_scalar_globals()):
+    with torch.serialization.safe_globals(_numpy_scalar_globals()), warnings.catch_warnings():
+        # torch warns (several lines, on stderr) before it fails on a newer pickle protocol; the
+        # failure below names the protocol and the fix in one line.
+        warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch.load raises many types for damaged files

@@ -211,9 +211,12 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, case):
         elif callable(content):
             content = content()
         path = _write(tmp_path, "bad.pth", content)
-    with pytest.raises(BasamError, match=message) as err:
-        build_sam("tiny", "basam", checkpoint=path)
+    with warnings.catch_warnings(record=True) as printed:
+        warnings.simplefilter("always")
+        with pytest.raises(BasamError, match=message) as err:
+            build_sam("tiny", "basam", checkpoint=path)
     assert "\n" not in str(err.value)
+    assert [str(w.message) for w in printed] == []  # nothing on stderr beside the one line
 
 
 def test_directory_is_an_error(tmp_path):
