@@ -212,7 +212,7 @@ def tiny_export(pytestconfig, tmp_path_factory):
                     with pytest.MonkeyPatch.context() as patch:
                         if all((traces / f).is_file() for f in FILES):
                             graphs = {f: (traces / f).read_bytes() for f in FILES}
-                            serve_traces(patch, graphs, resolved.name, None)
+                            serve_traces(patch, graphs, resolved.name, options.bias)
                         else:
                             traces.mkdir(exist_ok=True)
                             record_traces(patch, traces)

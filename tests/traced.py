@@ -70,6 +70,7 @@ def reuse_traces(monkeypatch, folder: Path) -> None:
     folder = Path(folder)
     manifest = ExportManifest.read(folder)
     assert manifest.precision == "fp32", "reuse an FP32 export: the FP16 policy runs afterwards"
-    # Read now: the folder may be the one the next export replaces.
-    graphs = {name: (folder / name).read_bytes() for name in FILES}
+    # Read now: the folder may be the one the next export replaces (weights saved beside a file
+    # are read in too).
+    graphs = {name: onnx.load(folder / name).SerializeToString() for name in FILES}
     serve_traces(monkeypatch, graphs, manifest.preset, manifest.bias)
