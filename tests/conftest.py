@@ -12,14 +12,15 @@ Exports in use (each made once per run, shared by the pytest-xdist workers; ask 
 rather than a near copy; configurations of one model and bias mode share its traced graphs, so a
 near copy costs only what runs after tracing):
 - ``tiny_export(check=False)``: the shipped weights, 256-4096 px (trt_build, triton_repo, cli_amg,
-  mask_generator, web_page, web_server).
+  mask_generator, web_page, web_server, cli_export, selftest, export_plugin), and their
+  plugin export ``tiny_export(bias="plugin", max_size=2048, check_sizes=[(256, 320)])``
+  (export_plugin, onnx_tools, selftest).
 - ``tiny_export(record_checkpoint=True, max_size=1024, check=False)``: what ``basam-export`` writes
   for the default model, to 1024 px (compare, sample_segment).
 - ``tiny_export(seed=5, max_size=1024, check=False)`` (predictor, serving).
-- ``tiny_export(seed=21, max_size=2048, check=False)`` and the plugin export
-  ``tiny_export(seed=21, bias="plugin", max_size=2048, check_sizes=[(256, 320)])`` (export,
-  export_plugin, onnx_tools); test_export.py also exports the sam, euclidean and official presets
-  (seed 21, to 2048 px), whose encoder graphs test_precision.py takes too.
+- ``tiny_export(seed=21, max_size=2048, check=False)`` (export, onnx_tools); test_export.py also
+  exports the sam, euclidean and official presets (seed 21, to 2048 px), whose encoder graphs
+  test_precision.py takes too.
 """
 
 import copy

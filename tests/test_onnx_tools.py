@@ -9,8 +9,9 @@
 - FP16 graphs keep the FP32 graph's dim names (no ``unk__N``).
 - tidy.py's passes, each on a small graph where the unpatched behaviour shows.
 
-One subgraph and one plugin export of the tiny model serve the module (conftest.tiny_export: the
-same two serve test_export_plugin.py); the Polygraphy CLI runs in a subprocess, as a user runs it.
+One subgraph export (test_export.py's) and one plugin export (test_export_plugin.py's) of the tiny
+model serve the module (conftest.tiny_export); the Polygraphy CLI runs in a subprocess, as a user
+runs it.
 """
 
 import json
@@ -51,22 +52,29 @@ DECODER_SHAPES = {
 }
 
 
-# The export options per bias mode: test_export_plugin.py's (its plugin export checks parity).
-EXPORT_OPTIONS = {
-    "subgraph": dict(max_size=2048, check=False),
-    "plugin": dict(bias="plugin", max_size=2048, check_sizes=[(256, 320)]),
+# The exports per bias mode, as (seed, options): test_export.py's seed-21 subgraph export (the
+# frozen-shape test's max-abs bound was measured on those weights) and test_export_plugin.py's plugin
+# export of the shipped weights (seed None).
+EXPORTS = {
+    "subgraph": (21, dict(max_size=2048, check=False)),
+    "plugin": (None, dict(bias="plugin", max_size=2048, check_sizes=[(256, 320)])),
 }
 
 
 class Exports:
-    """The tiny model's export folder per bias mode, made on first use (conftest.tiny_export)."""
+    """The tiny model's export folder per bias mode, made on first use (conftest.tiny_export), and
+    the model each was exported from (``model(bias)``)."""
 
     def __init__(self, tiny_export) -> None:
         self.tiny_export = tiny_export
-        self.sam = tiny_sam("basam", seed=21)
 
     def __getitem__(self, bias: str) -> Path:
-        return self.tiny_export(seed=21, **EXPORT_OPTIONS[bias]).folder
+        seed, options = EXPORTS[bias]
+        return self.tiny_export(seed=seed, **options).folder
+
+    @staticmethod
+    def model(bias: str) -> torch.nn.Module:
+        return tiny_sam("basam", seed=EXPORTS[bias][0])
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +123,13 @@ def test_encoder_graph_refuses_sides_that_are_not_multiples_of_16(exports, bias)
         with pytest.raises(Exception, match=r"cannot be reshaped to the requested shape"):
             runner.infer({"image": image(1, height, width)})
     with pytest.raises(BasamError, match=r"image size 300x300 is not a multiple of 16") as err:
-        EncoderGraph(exports.sam)(torch.zeros(1, 3, 300, 300))
+        EncoderGraph(exports.model(bias))(torch.zeros(1, 3, 300, 300))
     assert "\n" not in str(err.value)
     # Multiples of 16 still run, and still match PyTorch (batch 2, non-square).
     x = image(2, 304, 320, seed=1)
     got = runner.infer({"image": x})["image_embeddings"]
     with torch.no_grad():
-        expected = EncoderGraph(exports.sam)(torch.from_numpy(x))
+        expected = EncoderGraph(exports.model(bias))(torch.from_numpy(x))
     assert got.shape == (2, 64, 19, 20)
     assert relative_error(torch.from_numpy(got), expected) < FP32_RELATIVE
 

@@ -40,11 +40,12 @@ def test_without_tensorrt_it_runs_the_cpu_part_then_stops_in_one_line(
     of the default list take the same path with other export options, which the export tests
     cover; all four here would cost about two minutes of CI.)
 
-    The subgraph encoder and both decoders come from conftest's cached export of the same model
-    (the shipped weights, 256-4096 px: a superset of the self-test's range), traced.py: tracing is
-    not what this test checks, and it saves three of the four traces; the plugin encoder is traced.
+    The graphs come from conftest's cached exports of the same model (the shipped weights; subgraph
+    and plugin, test_export_plugin.py's), traced.py: tracing is not what this test checks.
     """
     reuse_traces(monkeypatch, tiny_export(check=False).folder)
+    plugin = tiny_export(bias="plugin", max_size=2048, check_sizes=[(256, 320)])
+    reuse_traces(monkeypatch, plugin.folder)  # the plugin's encoder; the subgraph's stays served
     out, report = tmp_path / "files", tmp_path / "selftest.json"
     graphs = ["subgraph-fp32", "plugin-fp16"]
     assert set(graphs) < set(GRAPHS) and len(GRAPHS) == 4
